@@ -1,0 +1,38 @@
+# The two quick-start commands are `make serve` and `make test`; each sets itself up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+REPO   := model_repository
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: setup model serve test bench-model bench-e2e clean
+
+setup: $(STAMP)
+
+# torch 2.14.1 / torchvision 0.29.1 are the releases on this machine's disk (pyproject pins them).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[export,serve,dev]"
+	$(BIN)/python -m preprocess_service.face_model
+	touch $(STAMP)
+
+# An untrained demo model, only if no model has been exported yet.
+model: setup
+	@test -f $(REPO)/deepfake_backbone/1/model.onnx || $(BIN)/deepfake-export --demo --repository $(REPO)
+
+serve: model
+	$(BIN)/deepfake-serve --host 127.0.0.1 --port 8080 --model-repository $(REPO)
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench-model: setup
+	$(BIN)/python benchmarks/model_cpu.py
+
+bench-e2e: model
+	$(BIN)/python benchmarks/e2e.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,70 @@
+"""Lay out a Triton model repository from a loaded model: files, configs, labels, parity.
+
+Model files are exported to temporary names, parity-checked there, and only then renamed into
+place, so a failed export never replaces a good model and a live Triton never reads half a file.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Callable
+
+from export import onnx_export, parity
+from export.checkpoint import LoadedModel
+from export.onnx_export import DEFAULT_OPSET, atomic_path, write_text_atomically
+from export.triton_config import (BACKBONE_MODEL, LABELS, LABELS_FILE, ONNX, TEMPORAL_MODEL, TORCHSCRIPT, Platform,
+                                  backbone_config, temporal_config, write_configs)
+
+Progress = Callable[[str], None]
+
+
+def model_file(repository: Path, model_name: str, platform: Platform, version: int) -> Path:
+    return repository / f"{model_name}{platform.suffix}" / str(version) / platform.model_file
+
+
+def export_repository(
+    model: LoadedModel,
+    repository: Path,
+    version: int = 1,
+    opset: int = DEFAULT_OPSET,
+    torchscript: bool = False,
+    progress: Progress = lambda message: None,
+) -> list[parity.ParityRow]:
+    """Export, check parity, then publish; raises ``parity.ParityError`` and leaves the old files."""
+    platforms = [ONNX, TORCHSCRIPT] if torchscript else [ONNX]
+    with ExitStack() as publish:
+        runners = {}
+        for platform in platforms:
+            backbone_path = publish.enter_context(atomic_path(model_file(repository, BACKBONE_MODEL, platform, version)))
+            temporal_path = publish.enter_context(atomic_path(model_file(repository, TEMPORAL_MODEL, platform, version)))
+            if platform is ONNX:
+                _step(progress, "exporting backbone to ONNX", lambda: onnx_export.export_backbone_onnx(model, backbone_path, opset))
+                _step(progress, "exporting temporal head to ONNX", lambda: onnx_export.export_temporal_onnx(model, temporal_path, opset))
+                runners["onnxruntime"] = parity.onnx_runners(backbone_path, temporal_path)
+            else:
+                _step(progress, "tracing backbone to TorchScript", lambda: onnx_export.export_backbone_torchscript(model, backbone_path))
+                _step(progress, "tracing temporal head to TorchScript", lambda: onnx_export.export_temporal_torchscript(model, temporal_path))
+                runners["torchscript"] = parity.torchscript_runners(backbone_path, temporal_path)
+        rows = _step(progress, "checking parity against PyTorch", lambda: parity.check_parity(model, runners))
+        parity.require_parity(rows)  # raising here discards the temporaries: nothing is published
+    for platform in platforms:
+        write_model_configs(model, repository, platform)
+    return rows
+
+
+def write_model_configs(model: LoadedModel, repository: Path, platform: Platform = ONNX) -> None:
+    backbone_dir = repository / f"{BACKBONE_MODEL}{platform.suffix}"
+    temporal_dir = repository / f"{TEMPORAL_MODEL}{platform.suffix}"
+    write_configs(backbone_dir, lambda kind: backbone_config(model, kind, platform))
+    write_configs(temporal_dir, lambda kind: temporal_config(model, kind, platform))
+    write_text_atomically(temporal_dir / LABELS_FILE, "\n".join(LABELS) + "\n")
+
+
+def _step(progress: Progress, what: str, action: Callable):
+    progress(f"{what} …")
+    started = time.perf_counter()
+    result = action()
+    progress(f"{what}: done in {time.perf_counter() - started:.1f} s")
+    return result
