@@ -1,0 +1,33 @@
+"""``deepfake-serve``: run the service with uvicorn; flags override DEEPFAKE_* settings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import uvicorn
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="deepfake-serve", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--backend", choices=("embedded", "triton-http", "triton-grpc"))
+    parser.add_argument("--model-repository", help="exported models (embedded backend)")
+    parser.add_argument("--triton-url", help="host:port of Triton (HTTP or gRPC port, by --backend)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    args = parser.parse_args(argv)
+    # Settings are read from the environment in every worker process, so flags go there too.
+    if args.backend:
+        os.environ["DEEPFAKE_BACKEND"] = args.backend
+    if args.model_repository:
+        os.environ["DEEPFAKE_MODEL_REPOSITORY"] = args.model_repository
+    if args.triton_url:
+        grpc = (args.backend or os.environ.get("DEEPFAKE_BACKEND", "")) == "triton-grpc"
+        os.environ["DEEPFAKE_TRITON_GRPC_URL" if grpc else "DEEPFAKE_TRITON_HTTP_URL"] = args.triton_url
+    uvicorn.run("preprocess_service.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

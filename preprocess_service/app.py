@@ -1,0 +1,92 @@
+"""create_app(settings): assemble routers, error handlers and the lifespan that loads things once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from preprocess_service import artifacts
+from preprocess_service.dependencies import Services
+from preprocess_service.errors import BackendUnavailable, InvalidRequest, ServiceError
+from preprocess_service.faces import FaceDetector
+from preprocess_service.inference import make_backend
+from preprocess_service.integrity import load_signer
+from preprocess_service.metrics import Metrics, RequestCounter
+from preprocess_service.pipeline import Analyzer
+from preprocess_service.routes import health, integrity, predict
+from preprocess_service.schemas import ErrorResponse
+from preprocess_service.settings import Settings, get_settings
+
+log = logging.getLogger("deepfake")
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, error: ServiceError) -> JSONResponse:
+        return _error(error.status_code, error.code, error.message, error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        return _error(InvalidRequest.status_code, InvalidRequest.code, where)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return _error(500, "internal_error", "the service failed unexpectedly; see its log")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        backend = make_backend(settings)
+        detector = FaceDetector(settings.face_model_path, settings.face_min_confidence, settings.face_margin)
+        pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="cpu-stage")
+        services = Services(settings=settings, backend=backend, detector=detector, pool=pool,
+                            analyzer=Analyzer(settings, detector, backend, pool),
+                            signer=load_signer(settings.signing_key, settings.keys_dir), metrics=metrics)
+        with contextlib.suppress(BackendUnavailable):  # not ready yet: /readyz says so, requests retry
+            await services.model_info()
+        app.state.services = services
+        sweeper = asyncio.create_task(artifacts.sweep_forever(settings.artifacts_dir, settings.artifacts_ttl_s)) \
+            if settings.artifacts else None
+        try:
+            yield
+        finally:
+            if sweeper:
+                sweeper.cancel()
+            await backend.close()
+            pool.shutdown(wait=True)
+            detector.close()
+
+    metrics = Metrics()
+    app = FastAPI(
+        title="Deepfake detection",
+        description="Upload a short video: FAKE or REAL, with confidence, per-frame evidence and a signature.",
+        version="0.1.0",
+        lifespan=lifespan,
+        responses={code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)},
+    )
+    _install_error_handlers(app)
+    app.include_router(predict.router)
+    app.include_router(integrity.router)
+    app.include_router(health.router)
+    if settings.artifacts:
+        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        app.mount(artifacts.URL_PREFIX, StaticFiles(directory=settings.artifacts_dir), name="artifacts")
+    app.add_middleware(RequestCounter, metrics=metrics)
+    return app

@@ -1,0 +1,72 @@
+"""What routes get through ``Depends``: the app's services, admission control, the upload."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from fastapi import Depends, Request
+
+from preprocess_service.errors import Overloaded
+from preprocess_service.faces import FaceDetector
+from preprocess_service.inference import InferenceBackend, ModelInfo
+from preprocess_service.integrity import Signer
+from preprocess_service.metrics import Metrics
+from preprocess_service.pipeline import Analyzer
+from preprocess_service.settings import Settings
+from preprocess_service.uploads import Upload, receive_upload
+
+
+@dataclass
+class Services:
+    """Everything made once per application (in the lifespan) and shared by requests."""
+
+    settings: Settings
+    backend: InferenceBackend
+    detector: FaceDetector
+    pool: ThreadPoolExecutor
+    analyzer: Analyzer
+    signer: Signer
+    metrics: Metrics
+    model: ModelInfo | None = None
+    in_flight: int = field(default=0)
+
+    async def model_info(self) -> ModelInfo:
+        """Started lazily too, so a service that came up before Triton recovers by itself."""
+        if self.model is None:
+            self.model = await self.backend.start()
+        return self.model
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+async def admitted(services: Services = Depends(get_services)) -> AsyncIterator[None]:
+    """A bounded number of analyses at once; past it, 503 + Retry-After before the upload is read."""
+    if services.in_flight >= services.settings.max_pending:
+        services.metrics.rejected.inc()
+        raise Overloaded(f"{services.in_flight} analyses are in progress; retry shortly",
+                         headers={"Retry-After": str(services.settings.retry_after_s)})
+    services.in_flight += 1
+    services.metrics.in_flight.inc()
+    try:
+        yield
+    finally:
+        services.in_flight -= 1
+        services.metrics.in_flight.dec()
+
+
+async def received_upload(request: Request, services: Services = Depends(get_services)) -> AsyncIterator[Upload]:
+    settings = services.settings
+    async with receive_upload(request, settings.max_upload_bytes, settings.upload_dir) as upload:
+        yield upload
+
+
+def multipart_body(*text_fields: str) -> dict:
+    """OpenAPI description of the streamed multipart body (it is parsed by hand, see uploads.py)."""
+    properties = {"file": {"type": "string", "format": "binary"}}
+    properties.update({name: {"type": "string"} for name in text_fields})
+    schema = {"type": "object", "properties": properties, "required": ["file", *text_fields]}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}

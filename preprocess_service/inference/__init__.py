@@ -1,0 +1,23 @@
+"""Inference backends behind one interface; ``DEEPFAKE_BACKEND`` picks one."""
+
+from __future__ import annotations
+
+from preprocess_service.inference.base import InferenceBackend, ModelInfo
+from preprocess_service.settings import Settings
+
+
+def make_backend(settings: Settings) -> InferenceBackend:
+    if settings.backend == "embedded":
+        from preprocess_service.inference.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(settings.model_repository, settings.backbone_model, settings.temporal_model,
+                               settings.max_model_batch)
+    from preprocess_service.inference.triton import TritonBackend
+
+    protocol = settings.backend.removeprefix("triton-")
+    url = settings.triton_http_url if protocol == "http" else settings.triton_grpc_url
+    return TritonBackend(protocol, url, settings.backbone_model, settings.temporal_model,
+                         settings.triton_timeout_s, settings.max_model_batch)
+
+
+__all__ = ["InferenceBackend", "ModelInfo", "make_backend"]

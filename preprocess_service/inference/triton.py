@@ -1,0 +1,97 @@
+"""Triton Inference Server over HTTP or gRPC, with tritonclient's asyncio clients.
+
+One client per application, reused for every request (connection pooling); tensors travel as
+binary data; uint8 crops are sent as they are (the backbone normalises inside). Any transport
+failure becomes ``BackendUnavailable`` (503), so a restarting Triton never shows as a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpc_types
+import tritonclient.grpc.aio as grpc_aio
+import tritonclient.http as http_types
+import tritonclient.http.aio as http_aio
+from tritonclient.utils import InferenceServerException
+
+from preprocess_service.errors import BackendUnavailable
+from preprocess_service.inference.base import ModelInfo, in_chunks
+
+TRANSPORT_ERRORS = (InferenceServerException, OSError, asyncio.TimeoutError, ConnectionError)
+
+
+class TritonBackend:
+    """Shared by both protocols: they differ only in client class, tensor types and timeouts."""
+
+    def __init__(self, protocol: str, url: str, backbone_model: str, temporal_model: str,
+                 timeout_s: float = 30.0, max_batch: int = 64) -> None:
+        self.name = f"triton-{protocol}"
+        self._protocol, self._url, self._timeout_s, self._max_batch = protocol, url, timeout_s, max_batch
+        self._backbone_model, self._temporal_model = backbone_model, temporal_model
+        self._types = http_types if protocol == "http" else grpc_types
+        self._client: Any = None
+
+    def _new_client(self):
+        if self._protocol == "http":
+            return http_aio.InferenceServerClient(self._url, conn_timeout=self._timeout_s)
+        return grpc_aio.InferenceServerClient(self._url)
+
+    async def _call(self, method: str, *args, **kwargs):
+        if self._client is None:
+            self._client = self._new_client()
+        if self._protocol == "grpc":
+            kwargs.setdefault("client_timeout", self._timeout_s)
+        try:
+            return await getattr(self._client, method)(*args, **kwargs)
+        except TRANSPORT_ERRORS as error:
+            raise BackendUnavailable(f"Triton at {self._url} ({self.name}) did not answer: {error}") from error
+
+    async def _config(self, model: str) -> dict:
+        if self._protocol == "http":
+            return await self._call("get_model_config", model)
+        return (await self._call("get_model_config", model, as_json=True))["config"]
+
+    async def start(self) -> ModelInfo:
+        config = await self._config(self._backbone_model)
+        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        input_size = int(config["input"][0]["dims"][0])
+        return ModelInfo.from_parameters(parameters, input_size, self.name)
+
+    async def ready(self) -> bool:
+        try:
+            return all([await self._call("is_model_ready", self._backbone_model),
+                        await self._call("is_model_ready", self._temporal_model)])
+        except BackendUnavailable:
+            return False
+
+    async def _infer(self, model: str, input_name: str, data: np.ndarray, datatype: str, output: str) -> np.ndarray:
+        infer_input = self._types.InferInput(input_name, list(data.shape), datatype)
+        requested = self._types.InferRequestedOutput(output, binary_data=True) if self._protocol == "http" \
+            else self._types.InferRequestedOutput(output)
+        if self._protocol == "http":
+            infer_input.set_data_from_numpy(data, binary_data=True)
+        else:
+            infer_input.set_data_from_numpy(data)
+        result = await self._call("infer", model, [infer_input], outputs=[requested])
+        return result.as_numpy(output)
+
+    async def _run_backbone(self, faces: np.ndarray) -> np.ndarray:
+        return await self._infer(self._backbone_model, "faces", np.ascontiguousarray(faces), "UINT8", "features")
+
+    async def _run_temporal(self, features: np.ndarray) -> np.ndarray:
+        return await self._infer(self._temporal_model, "features", np.ascontiguousarray(features, np.float32),
+                                 "FP32", "probabilities")
+
+    async def features(self, faces: np.ndarray) -> np.ndarray:
+        return await in_chunks(self._run_backbone, faces, self._max_batch)
+
+    async def probabilities(self, features: np.ndarray) -> np.ndarray:
+        return await in_chunks(self._run_temporal, features, self._max_batch)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

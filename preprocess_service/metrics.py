@@ -1,0 +1,46 @@
+"""Prometheus metrics, in a registry of the app's own (several apps may live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("deepfake_requests", "HTTP requests by route and status",
+                                ["route", "status"], registry=self.registry)
+        self.stage_seconds = Histogram("deepfake_stage_seconds", "time per analysis stage", ["stage"],
+                                       buckets=STAGE_BUCKETS, registry=self.registry)
+        self.backbone_batch = Histogram("deepfake_backbone_batch_size", "face crops per backbone call",
+                                        buckets=(1, 2, 4, 8, 16, 30, 32, 64, 128, 200), registry=self.registry)
+        self.in_flight = Gauge("deepfake_analyses_in_flight", "analyses admitted and not finished",
+                               registry=self.registry)
+        self.rejected = Counter("deepfake_overload_rejections", "requests refused with 503 overloaded",
+                                registry=self.registry)
+
+
+class RequestCounter:
+    """Pure ASGI middleware counting responses by route template and status (bodies pass untouched)."""
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+
+        async def send_and_note(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            self.metrics.requests.labels(getattr(route, "path", "unmatched"), str(status["code"])).inc()

@@ -1,0 +1,32 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from preprocess_service.dependencies import Services, get_services
+from preprocess_service.errors import BackendUnavailable
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process answers; says nothing of the model (that is /readyz)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(services: Services = Depends(get_services)) -> dict:
+    """Ready when the backend answers and both models are loaded: take traffic only then."""
+    model = await services.model_info()
+    if not await services.backend.ready():
+        raise BackendUnavailable(f"{services.backend.name}: models not ready")
+    return {"status": "ready", "backend": services.backend.name, "family": model.family,
+            "untrained_demo": model.untrained_demo}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(services: Services = Depends(get_services)) -> Response:
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,117 @@
+"""Response models. Every field the original returned is kept; new ones are only added."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class VideoMetadataModel(BaseModel):
+    width: int
+    height: int
+    video_codec: str
+    frame_rate: float
+    nb_frames: int
+    bit_rate: int | None
+    duration: float
+    file_size: int
+    format: str
+    rotation: int = 0
+    creation_time: str | None = None
+    location: str | None = None
+    make: str | None = None
+    model: str | None = None
+    software: str | None = None
+    encoder: str | None = None
+
+
+class DisplayFrame(BaseModel):
+    frame_index: int
+    frame_time_sec: float
+    url: str | None = Field(None, description="set only when the service writes artefacts (DEEPFAKE_ARTIFACTS=1)")
+    confidence: float | None
+    label: str
+    p_fake: float | None = None
+
+
+class CroppedFace(BaseModel):
+    frame_index: int
+    url: str | None = None
+    box: tuple[int, int, int, int] = Field(description="x, y, width, height in the upright frame")
+    detector: str
+
+
+class FrameRow(BaseModel):
+    frame_index: int
+    frame_time_sec: float
+    confidence: float | None = Field(description="winning class probability x 100; null without a face")
+    label: str = Field(description="FAKE, REAL, or NO_FACE")
+    p_fake: float | None = None
+
+
+class StageTimes(BaseModel):
+    decode: float
+    faces: float
+    inference: float
+    total: float
+
+
+class ModelInfoModel(BaseModel):
+    family: str
+    untrained_demo: bool = Field(description="true: random demo weights, the verdict means nothing")
+    backend: str
+    checkpoint_sha256: str
+
+
+class PredictResponse(BaseModel):
+    result: str = Field(description="FAKE or REAL")
+    confidence: float = Field(description="winning class probability x 100")
+    p_fake: float
+    processing_time_sec: float
+    filename: str
+    sha256_hex: str
+    analyzed_at: str
+    metadata: VideoMetadataModel
+    frames_for_display: list[DisplayFrame]
+    cropped_faces: list[CroppedFace]
+    frames_csv_indices: list[int]
+    frames_analyzed: int
+    frames_with_face: int
+    stage_times_sec: StageTimes
+    model: ModelInfoModel
+
+
+class PredictCsvResponse(BaseModel):
+    filename: str
+    frames_csv: list[FrameRow]
+
+
+class SignResponse(BaseModel):
+    video_filename: str
+    sha256_hex: str
+    signature_base64: str
+    signed_at: str
+    key_id: str
+
+
+class VerifyResponse(BaseModel):
+    video_filename: str
+    valid: bool
+    sha256_hex: str
+    verified_at: str
+    key_id: str
+    error: str | None = None
+
+
+class PublicKeyResponse(BaseModel):
+    key_id: str
+    algorithm: str = "RSA-2048 PKCS#1 v1.5 SHA-256"
+    public_key_pem: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,64 @@
+"""Every setting of the service, in one place, read from ``DEEPFAKE_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from preprocess_service.face_model import DEFAULT_PATH as DEFAULT_FACE_MODEL
+
+Backend = Literal["embedded", "triton-http", "triton-grpc"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEEPFAKE_", env_file=None, extra="ignore")
+
+    # Inference
+    backend: Backend = "embedded"
+    model_repository: Path = Path("model_repository")
+    backbone_model: str = "deepfake_backbone"
+    temporal_model: str = "deepfake_temporal"
+    triton_http_url: str = "127.0.0.1:8000"
+    triton_grpc_url: str = "127.0.0.1:8001"
+    triton_timeout_s: float = Field(30.0, gt=0, description="per inference call")
+    triton_shm: bool = Field(False, description="send face crops through system shared memory (same host only)")
+    max_model_batch: int = Field(64, ge=1, description="the models' max_batch_size; larger calls are split")
+
+    # Video and faces
+    num_frames: int = Field(30, ge=1, le=200, description="frames sampled per video (the seed's 30)")
+    display_frames: int = Field(4, ge=0, description="frames shown in /predict/ answers")
+    min_frames: int = Field(2, ge=1, description="a video with fewer frames is refused")
+    face_model_path: Path = DEFAULT_FACE_MODEL
+    face_min_confidence: float = Field(0.5, ge=0, le=1)
+    face_margin: float = Field(0.0, ge=0, le=1, description="box growth on each side, as a fraction (seed: 0)")
+    max_video_pixels: int = Field(3840 * 2160, description="larger frames are refused before decoding")
+    max_video_frames: int = Field(100_000, description="longer videos are refused before decoding")
+
+    # Uploads and load
+    max_upload_mb: float = Field(100.0, gt=0)
+    upload_dir: Path | None = Field(None, description="temporary upload folder (default: the system's)")
+    workers: int = Field(2, ge=1, description="threads for decoding and face detection")
+    max_pending: int = Field(8, ge=1, description="analyses admitted at once; more get 503 + Retry-After")
+    retry_after_s: int = 2
+
+    # Display artefacts (off by default: nothing is written to disk on the hot path)
+    artifacts: bool = False
+    artifacts_dir: Path = Path("var/artifacts")
+    artifacts_ttl_s: int = 3600
+
+    # Integrity
+    signing_key: Path | None = Field(None, description="PEM private key, e.g. a mounted Kubernetes Secret")
+    keys_dir: Path = Path("var/keys")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
