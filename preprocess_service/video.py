@@ -73,11 +73,27 @@ class _Timeline:
     keyframe_positions: list[int]  # indices into pts, sorted
 
 
+# Leading bytes of common video containers: a file that has one but will not open is damaged or
+# truncated (422), anything else is not a video at all (415).
+CONTAINER_SIGNATURES = ((4, b"ftyp", "MP4/QuickTime"), (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
+                        (8, b"AVI ", "AVI"), (0, b"FLV", "FLV"), (0, b"OggS", "Ogg"))
+
+
+def _container_kind(path: Path) -> str | None:
+    with path.open("rb") as stream:
+        head = stream.read(16)
+    return next((kind for offset, magic, kind in CONTAINER_SIGNATURES if head[offset:offset + len(magic)] == magic), None)
+
+
 def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as error:
-        raise NotAVideo(f"not a readable video file ({error.__class__.__name__}: {error})") from error
+        reason = getattr(error, "strerror", None) or error.__class__.__name__  # never echo the temp path
+        kind = _container_kind(path)
+        if kind:
+            raise UnreadableVideo(f"damaged or truncated {kind} file ({reason})") from error
+        raise NotAVideo(f"not a video file ({reason})") from error
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:

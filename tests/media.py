@@ -1,0 +1,64 @@
+"""Real videos made for the tests: real photos shipped in scikit-image, encoded with libx264."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from skimage import data
+
+
+def astronaut(size: tuple[int, int] | None = None) -> np.ndarray:
+    """A real face photo (512x512 RGB), optionally resized to (width, height)."""
+    image = data.astronaut()
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA) if size else image
+
+
+def no_face() -> np.ndarray:
+    return data.coffee()  # a real photo of a coffee cup: no face
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, gop: int = 12,
+                pts: list[int] | None = None, time_base: Fraction | None = None) -> Path:
+    """H.264 in MP4. ``pts`` with ``time_base`` give each frame its own timestamp (variable rate)."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = width - width % 2, height - height % 2  # 4:2:0 wants even sides
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.options = {"preset": "ultrafast", "bf": "0"}
+        if time_base is not None:
+            stream.codec_context.time_base = time_base
+            stream.time_base = time_base
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: stream.height, : stream.width]), format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = pts[i], time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def moving_face_video(path: Path, count: int = 40, size: tuple[int, int] = (320, 320), **options) -> Path:
+    """The astronaut drifting a few pixels per frame, so frames differ like a real clip."""
+    base = astronaut((size[0] + 40, size[1] + 40))
+    frames = [base[i % 20: i % 20 + size[1], (2 * i) % 40: (2 * i) % 40 + size[0]] for i in range(count)]
+    return write_video(path, frames, **options)
+
+
+def audio_only(path: Path, seconds: float = 1.0) -> Path:
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=44100)
+        samples = int(44100 * seconds)
+        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 44100)).astype(np.float32)
+        for start in range(0, samples, 1024):
+            chunk = tone[start:start + 1024][None, :]
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate = 44100
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path

@@ -1,0 +1,104 @@
+"""Sign / verify over real HTTP; signatures interoperate with plain PKCS#1 v1.5 SHA-256 (the seed's)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import stat
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from preprocess_service.integrity import KEY_FILE, load_signer
+from preprocess_service.settings import Settings
+from tests.server import post_file, running_service
+
+PAYLOAD = bytes(range(256)) * 400  # any bytes: integrity does not care whether it is a video
+
+
+@pytest.fixture(scope="module")
+def keys_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="module")
+def service(demo_repository, keys_dir) -> str:
+    with running_service(Settings(model_repository=demo_repository, keys_dir=keys_dir)) as url:
+        yield url
+
+
+def sign(service: str, payload: bytes = PAYLOAD) -> dict:
+    response = post_file(service, payload, "/integrity/sign", filename="clip.mp4")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def verify(service: str, payload: bytes, signature: str) -> httpx.Response:
+    return post_file(service, payload, "/integrity/verify", filename="clip.mp4", data={"signature_base64": signature})
+
+
+def test_sign_then_verify_is_valid(service):
+    signed = sign(service)
+    assert signed["sha256_hex"] == hashlib.sha256(PAYLOAD).hexdigest()
+    assert signed["video_filename"] == "clip.mp4"
+    verified = verify(service, PAYLOAD, signed["signature_base64"]).json()
+    assert verified["valid"] is True and verified["key_id"] == signed["key_id"]
+
+
+def test_one_changed_byte_is_invalid(service):
+    signed = sign(service)
+    tampered = bytearray(PAYLOAD)
+    tampered[1000] ^= 0x01
+    verified = verify(service, bytes(tampered), signed["signature_base64"])
+    assert verified.status_code == 200 and verified.json()["valid"] is False
+
+
+def test_malformed_base64_is_400(service):
+    response = verify(service, PAYLOAD, "not base64 at all!!")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_signature_encoding"
+
+
+def test_wrong_length_signature_is_invalid_with_a_reason(service):
+    body = verify(service, PAYLOAD, base64.b64encode(b"short").decode()).json()
+    assert body["valid"] is False and "5 bytes" in body["error"]
+
+
+def test_missing_signature_field_is_422(service):
+    response = post_file(service, PAYLOAD, "/integrity/verify")
+    assert response.status_code == 422 and "signature_base64" in response.json()["error"]["message"]
+
+
+def test_signature_is_standard_pkcs1v15_sha256_of_the_exact_bytes(service):
+    """What the seed service made (and clients may check offline) with the published public key."""
+    published = httpx.get(service + "/integrity/public-key").json()
+    public_key = serialization.load_pem_public_key(published["public_key_pem"].encode())
+    signature = base64.b64decode(sign(service)["signature_base64"])
+    public_key.verify(signature, PAYLOAD, padding.PKCS1v15(), hashes.SHA256())  # raises if not
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert published["key_id"] == hashlib.sha256(der).hexdigest()
+
+
+def test_a_signature_of_a_seed_style_key_verifies(tmp_path, demo_repository):
+    """A key mounted as a secret (DEEPFAKE_SIGNING_KEY) signs and verifies like one made here."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem_path = tmp_path / "seed_key.pem"
+    pem_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    seed_signature = key.sign(PAYLOAD, padding.PKCS1v15(), hashes.SHA256())  # as the original signed
+    settings = Settings(model_repository=demo_repository, signing_key=pem_path, keys_dir=tmp_path / "unused")
+    with running_service(settings) as url:
+        assert verify(url, PAYLOAD, base64.b64encode(seed_signature).decode()).json()["valid"] is True
+    assert not (tmp_path / "unused").exists()
+
+
+def test_generated_key_is_private_and_never_regenerated(keys_dir, service):
+    path = keys_dir / KEY_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first = path.read_bytes()
+    assert load_signer(None, keys_dir).key_id == httpx.get(service + "/integrity/public-key").json()["key_id"]
+    assert path.read_bytes() == first

@@ -1,0 +1,66 @@
+"""Frame sampling: the seed's indices, decoding only what is needed, variable frame rate, rotation."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from preprocess_service.errors import NotAVideo, TooFewFrames, VideoTooLarge
+from preprocess_service.video import read_video, sample_indices
+from tests import media
+
+
+def test_sample_indices_follow_the_seed_rule():
+    assert sample_indices(300, 30) == [int(300 * i / 30) for i in range(30)]
+    assert sample_indices(10, 4) == [0, 2, 5, 7]
+    assert sample_indices(3, 6) == [0, 0, 1, 1, 2, 2]  # short videos repeat frames, as the seed did
+
+
+def test_few_frames_from_a_long_video_seek_instead_of_decoding_everything(tmp_path):
+    frames = [np.full((64, 64, 3), i % 256, np.uint8) for i in range(300)]
+    path = media.write_video(tmp_path / "long.mp4", frames, gop=10)
+    video = read_video(path, 4)
+    assert video.metadata.nb_frames == 300 and video.sample_indices == [0, 75, 150, 225]
+    assert video.decoded_frames <= 4 * 10, "one group of pictures per wanted frame at most"
+    for index in video.sample_indices:  # the right frames, not their neighbours (gray level = index)
+        assert abs(int(video.frames[index].rgb.mean()) - index % 256) <= 3
+
+
+def test_many_frames_decode_forward_once(tmp_path):
+    frames = [np.full((64, 64, 3), (7 * i) % 256, np.uint8) for i in range(60)]
+    video = read_video(media.write_video(tmp_path / "short.mp4", frames, gop=60), 30)
+    assert video.decoded_frames <= 60
+    for index in video.sample_indices:
+        assert abs(int(video.frames[index].rgb.mean()) - (7 * index) % 256) <= 3
+
+
+def test_variable_frame_rate_times_come_from_the_timestamps(tmp_path):
+    pts = [0, 40, 80, 200, 240, 600, 640, 680, 1000, 1040]
+    path = media.write_video(tmp_path / "vfr.mp4", [media.astronaut((64, 64))] * 10, pts=pts,
+                             time_base=Fraction(1, 1000))
+    video = read_video(path, 10)
+    assert video.metadata.nb_frames == 10
+    assert [video.frames[i].frame_time_sec for i in video.sample_indices] == [p / 1000 for p in pts]
+
+
+def test_rotated_quicktime_file_is_turned_upright(seed_videos):
+    mov = next(p for p in seed_videos if p.suffix == ".MOV")
+    video = read_video(mov, 3)
+    assert video.metadata.rotation == -90
+    assert all(frame.rgb.shape == (480, 360, 3) for frame in video.frames.values())  # portrait, as displayed
+
+
+def test_limits_are_enforced_before_decoding(tmp_path):
+    path = media.write_video(tmp_path / "v.mp4", [media.astronaut((64, 64))] * 5)
+    with pytest.raises(VideoTooLarge):
+        read_video(path, 4, max_pixels=32 * 32)
+    with pytest.raises(VideoTooLarge):
+        read_video(path, 4, max_frames=3)
+    with pytest.raises(TooFewFrames):
+        read_video(path, 4, min_frames=6)
+    text = tmp_path / "notes.mp4"
+    text.write_text("hello")
+    with pytest.raises(NotAVideo):
+        read_video(text, 4)
