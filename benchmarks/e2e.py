@@ -1,0 +1,189 @@
+"""End to end: videos/s and p50/p95 latency of POST /predict/ on the seed videos, against the original's way.
+
+The service runs in its own process (``deepfake-serve``) on loopback and is driven by an asyncio
+HTTP client at concurrency 1, 2, 4; the baseline (benchmarks/baseline_original.py: per-frame
+PyTorch eager, one-frame sequences, face detector per frame) runs in this process at the same
+concurrency with threads, on the same videos and weights, in the same run. Prints a table and
+writes benchmarks/results/e2e.json.
+
+    python benchmarks/e2e.py [--repeats 2] [--concurrency 1 2 4] [--backends embedded ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import httpx  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SEED_VIDEOS = ROOT.parent / "shared" / "testdata" / "seed_videos"
+RESULTS = Path(__file__).parent / "results" / "e2e.json"
+STAGES = ("decode", "faces", "inference")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def summarise(name: str, concurrency: int, wall_s: float, latencies: list[float], stages: dict[str, list[float]]) -> dict:
+    return {"pipeline": name, "concurrency": concurrency, "videos": len(latencies),
+            "videos_per_s": len(latencies) / wall_s, "p50_s": statistics.median(latencies),
+            "p95_s": percentile(latencies, 0.95),
+            "stage_median_s": {k: statistics.median(v) for k, v in stages.items() if v}}
+
+
+class ServiceProcess:
+    """``deepfake-serve`` in a child process, waited on until /readyz answers."""
+
+    def __init__(self, backend: str, repository: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        env = {**os.environ, "DEEPFAKE_BACKEND": backend, "DEEPFAKE_MODEL_REPOSITORY": str(repository),
+               "DEEPFAKE_MAX_PENDING": "64", **(extra_env or {})}
+        self.process = subprocess.Popen([sys.executable, "-m", "preprocess_service", "--port", str(self.port)],
+                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.close()
+                raise RuntimeError(f"the service ({backend}) did not become ready")
+            time.sleep(0.3)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+async def drive_service(url: str, videos: list[Path], concurrency: int) -> tuple[float, list[float], dict]:
+    queue: asyncio.Queue[Path] = asyncio.Queue()
+    for video in videos:
+        queue.put_nowait(video)
+    payloads = {video: video.read_bytes() for video in set(videos)}
+    latencies, stages = [], {stage: [] for stage in STAGES}
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            video = queue.get_nowait()
+            started = time.perf_counter()
+            response = await client.post(url + "/predict/", files={"file": (video.name, payloads[video])})
+            latencies.append(time.perf_counter() - started)
+            response.raise_for_status()
+            for stage in STAGES:
+                stages[stage].append(response.json()["stage_times_sec"][stage])
+
+    async with httpx.AsyncClient(timeout=300) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies, stages
+
+
+def drive_baseline(pipeline, videos: list[Path], concurrency: int) -> tuple[float, list[float], dict]:
+    def one(video: Path) -> float:
+        started = time.perf_counter()
+        pipeline.analyse(video)
+        return time.perf_counter() - started
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = list(pool.map(one, videos))
+    return time.perf_counter() - started, latencies, {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2, help="passes over the seed videos per concurrency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--backends", nargs="+", default=["embedded"],
+                        choices=["embedded", "triton-http", "triton-grpc", "triton-grpc-shm"])
+    parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+
+    from export.checkpoint import demo_model  # torch only here, for the baseline; the service never imports it
+
+    videos = sorted(p for p in SEED_VIDEOS.iterdir() if p.suffix.lower() in {".mp4", ".mov"}) * args.repeats
+    rows = []
+    triton = None
+    if any(b.startswith("triton") for b in args.backends):
+        from benchmarks.triton_server import start_triton  # prepared by deploy/triton-local
+
+        triton = start_triton(args.repository)
+    try:
+        for backend in args.backends:
+            env = {}
+            if backend.startswith("triton"):
+                env = {"DEEPFAKE_TRITON_HTTP_URL": triton.http_url, "DEEPFAKE_TRITON_GRPC_URL": triton.grpc_url,
+                       "DEEPFAKE_TRITON_SHM": "1" if backend.endswith("shm") else "0"}
+            service = ServiceProcess(backend.removesuffix("-shm"), args.repository, env)
+            try:
+                asyncio.run(drive_service(service.url, videos[:2], 1))  # warm-up
+                for concurrency in args.concurrency:
+                    rows.append(summarise(f"service ({backend})", concurrency,
+                                          *asyncio.run(drive_service(service.url, videos, concurrency))))
+                    print(_format(rows[-1]), flush=True)
+            finally:
+                service.close()
+        if not args.no_baseline:
+            from benchmarks.baseline_original import OriginalPipeline
+
+            baseline = OriginalPipeline(demo_model())
+            baseline.analyse(videos[0])  # warm-up
+            for concurrency in args.concurrency:
+                rows.append(summarise("original (baseline)", concurrency, *drive_baseline(baseline, videos, concurrency)))
+                print(_format(rows[-1]), flush=True)
+    finally:
+        if triton:
+            triton.stop()
+
+    base = {r["concurrency"]: r["videos_per_s"] for r in rows if r["pipeline"].startswith("original")}
+    for row in rows:
+        row["speedup_vs_baseline"] = row["videos_per_s"] / base[row["concurrency"]] if row["concurrency"] in base else None
+    print()
+    print(f"{'pipeline':<28} {'conc':>4} {'videos/s':>9} {'p50 s':>7} {'p95 s':>7} {'decode':>7} {'faces':>7}"
+          f" {'infer':>7} {'x baseline':>10}")
+    for row in rows:
+        print(_format(row))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"benchmark": "e2e", "videos_per_pass": len(videos) // args.repeats,
+                                   "repeats": args.repeats, "machine": {"cpus": os.cpu_count(),
+                                   "processor": platform.processor() or platform.machine()}, "rows": rows},
+                                  indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+def _format(row: dict) -> str:
+    stage = row["stage_median_s"]
+    cells = " ".join(f"{stage[s]:>7.3f}" if s in stage else f"{'-':>7}" for s in STAGES)
+    speedup = row.get("speedup_vs_baseline")
+    return (f"{row['pipeline']:<28} {row['concurrency']:>4} {row['videos_per_s']:>9.2f} {row['p50_s']:>7.2f}"
+            f" {row['p95_s']:>7.2f} {cells} {f'{speedup:.2f}x' if speedup else '-':>10}")
+
+
+if __name__ == "__main__":
+    main()
