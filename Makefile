@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 REPO   := model_repository
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup model serve test bench-model bench-e2e clean
+.PHONY: setup model serve test triton bench-model bench-e2e bench-triton kubectl clean
 
 setup: $(STAMP)
 
@@ -25,14 +25,25 @@ model: setup
 serve: model
 	$(BIN)/deepfake-serve --host 127.0.0.1 --port 8080 --model-repository $(REPO)
 
-test: setup
+test: setup kubectl
 	$(BIN)/python -m pytest
+
+# The deployment tests render the kustomize overlays with kubectl (Debian: kubernetes-client).
+kubectl:
+	@command -v kubectl >/dev/null || { apt-get update -qq && apt-get install -y -qq kubernetes-client; }
+
+# A real tritonserver (2.51, from PyPI wheels, CPU config) on 127.0.0.1:8000/8001/8002, foreground.
+triton: model
+	$(BIN)/python -m deploy.triton_local.server --repository $(REPO)
 
 bench-model: setup
 	$(BIN)/python benchmarks/model_cpu.py
 
 bench-e2e: model
-	$(BIN)/python benchmarks/e2e.py
+	$(BIN)/python benchmarks/e2e.py --backends embedded triton-http triton-grpc triton-grpc-shm
+
+bench-triton: model
+	bash benchmarks/triton_perf.sh $(REPO)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -131,7 +131,7 @@ def main() -> None:
     rows = []
     triton = None
     if any(b.startswith("triton") for b in args.backends):
-        from benchmarks.triton_server import start_triton  # prepared by deploy/triton-local
+        from deploy.triton_local.server import start_triton  # tools prepared on first use
 
         triton = start_triton(args.repository)
     try:

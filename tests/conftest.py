@@ -26,3 +26,17 @@ def seed_videos() -> list[Path]:
     videos = sorted(p for p in SEED_VIDEOS.iterdir() if p.suffix.lower() in {".mp4", ".mov"})
     assert len(videos) == 5, f"expected the 5 seed videos in {SEED_VIDEOS}"
     return videos
+
+
+@pytest.fixture(scope="session")
+def triton(demo_repository):
+    """A real tritonserver 2.51 (CPU config) serving the demo export unchanged.
+
+    Prepared from PyPI wheels by deploy/triton_local; if that fails the tests fail, loudly: they
+    are never skipped. The onnxruntime backend is a Python stand-in there (see its docstring).
+    """
+    from deploy.triton_local.server import start_triton
+
+    server = start_triton(demo_repository)
+    yield server
+    server.stop()

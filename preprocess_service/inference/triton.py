@@ -8,6 +8,7 @@ failure becomes ``BackendUnavailable`` (503), so a restarting Triton never shows
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import tritonclient.grpc as grpc_types
 import tritonclient.grpc.aio as grpc_aio
 import tritonclient.http as http_types
 import tritonclient.http.aio as http_aio
+import tritonclient.utils.shared_memory as system_shm
 from tritonclient.utils import InferenceServerException
 
 from preprocess_service.errors import BackendUnavailable
@@ -27,12 +29,16 @@ class TritonBackend:
     """Shared by both protocols: they differ only in client class, tensor types and timeouts."""
 
     def __init__(self, protocol: str, url: str, backbone_model: str, temporal_model: str,
-                 timeout_s: float = 30.0, max_batch: int = 64) -> None:
+                 timeout_s: float = 30.0, max_batch: int = 64, shm_regions: int = 0) -> None:
         self.name = f"triton-{protocol}"
         self._protocol, self._url, self._timeout_s, self._max_batch = protocol, url, timeout_s, max_batch
         self._backbone_model, self._temporal_model = backbone_model, temporal_model
         self._types = http_types if protocol == "http" else grpc_types
         self._client: Any = None
+        self._shm_regions = shm_regions
+        self._free_regions: asyncio.Queue | None = None
+        self._all_regions: list[tuple[str, Any]] = []
+        self._regions_stale = False  # a restarted Triton has forgotten the registrations
 
     def _new_client(self):
         if self._protocol == "http":
@@ -58,7 +64,20 @@ class TritonBackend:
         config = await self._config(self._backbone_model)
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         input_size = int(config["input"][0]["dims"][0])
+        if self._shm_regions and self._free_regions is None:
+            await self._register_regions(self._max_batch * input_size * input_size * 3)
         return ModelInfo.from_parameters(parameters, input_size, self.name)
+
+    async def _register_regions(self, byte_size: int) -> None:
+        """System shared memory for face crops (same host only): one region per admitted analysis,
+        registered once, so a request carries a region name instead of megabytes of pixels."""
+        self._free_regions, self._region_bytes = asyncio.Queue(), byte_size
+        for index in range(self._shm_regions):
+            name = f"deepfake_faces_{os.getpid()}_{index}"
+            handle = system_shm.create_shared_memory_region(name, f"/{name}", byte_size)
+            await self._call("register_system_shared_memory", name, f"/{name}", byte_size)
+            self._all_regions.append((name, handle))
+            self._free_regions.put_nowait((name, handle))
 
     async def ready(self) -> bool:
         try:
@@ -69,17 +88,46 @@ class TritonBackend:
 
     async def _infer(self, model: str, input_name: str, data: np.ndarray, datatype: str, output: str) -> np.ndarray:
         infer_input = self._types.InferInput(input_name, list(data.shape), datatype)
-        requested = self._types.InferRequestedOutput(output, binary_data=True) if self._protocol == "http" \
-            else self._types.InferRequestedOutput(output)
         if self._protocol == "http":
             infer_input.set_data_from_numpy(data, binary_data=True)
         else:
             infer_input.set_data_from_numpy(data)
-        result = await self._call("infer", model, [infer_input], outputs=[requested])
+        result = await self._call("infer", model, [infer_input], outputs=[self._requested(output)])
         return result.as_numpy(output)
 
     async def _run_backbone(self, faces: np.ndarray) -> np.ndarray:
-        return await self._infer(self._backbone_model, "faces", np.ascontiguousarray(faces), "UINT8", "features")
+        faces = np.ascontiguousarray(faces)
+        if self._free_regions is None:
+            return await self._infer(self._backbone_model, "faces", faces, "UINT8", "features")
+        name, handle = await self._free_regions.get()
+        try:
+            if self._regions_stale:
+                await self._reregister()
+            system_shm.set_shared_memory_region(handle, [faces])
+            infer_input = self._types.InferInput("faces", list(faces.shape), "UINT8")
+            infer_input.set_shared_memory(name, faces.nbytes)
+            result = await self._call("infer", self._backbone_model, [infer_input],
+                                      outputs=[self._requested("features")])
+            return result.as_numpy("features")
+        except BackendUnavailable:
+            self._regions_stale = True
+            raise
+        finally:
+            self._free_regions.put_nowait((name, handle))
+
+    async def _reregister(self) -> None:
+        for name, handle in self._all_regions:
+            try:
+                await self._call("unregister_system_shared_memory", name)
+            except BackendUnavailable:
+                pass
+            await self._call("register_system_shared_memory", name, f"/{name}", self._region_bytes)
+        self._regions_stale = False
+
+    def _requested(self, output: str):
+        if self._protocol == "http":
+            return self._types.InferRequestedOutput(output, binary_data=True)
+        return self._types.InferRequestedOutput(output)
 
     async def _run_temporal(self, features: np.ndarray) -> np.ndarray:
         return await self._infer(self._temporal_model, "features", np.ascontiguousarray(features, np.float32),
@@ -92,6 +140,14 @@ class TritonBackend:
         return await in_chunks(self._run_temporal, features, self._max_batch)
 
     async def close(self) -> None:
+        for name, handle in self._all_regions:
+            try:
+                await self._call("unregister_system_shared_memory", name)
+            except BackendUnavailable:
+                pass  # Triton is gone; its registrations went with it
+            system_shm.destroy_shared_memory_region(handle)
+        self._all_regions.clear()
+        self._free_regions = None
         if self._client is not None:
             await self._client.close()
             self._client = None
