@@ -29,6 +29,9 @@ class OriginalPipeline:
         self.detector = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
             base_options=BaseOptions(model_asset_path=str(face_model)), min_detection_confidence=0.5))
 
+    def close(self) -> None:
+        self.detector.close()
+
     def _face_box(self, rgb: np.ndarray) -> tuple[int, int, int, int] | None:
         found = self.detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
         boxes = [(d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height)

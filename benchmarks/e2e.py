@@ -157,6 +157,7 @@ def main() -> None:
             for concurrency in args.concurrency:
                 rows.append(summarise("original (baseline)", concurrency, *drive_baseline(baseline, videos, concurrency)))
                 print(_format(rows[-1]), flush=True)
+            baseline.close()
     finally:
         if triton:
             triton.stop()

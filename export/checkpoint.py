@@ -33,6 +33,25 @@ class LoadedModel:
     def input_size(self) -> int:
         return self.detector.input_size
 
+    def export_metadata(self) -> dict[str, str]:
+        """What every export records (ONNX metadata, config.pbtxt parameters), as strings."""
+        return {
+            "family": self.family,
+            "num_heads": str(self.num_heads or "n/a"),
+            "activation": self.activation or "n/a",
+            "input_size": str(self.input_size),
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "untrained_demo": str(self.is_demo).lower(),
+        }
+
+    @classmethod
+    def of(cls, detector: Detector, family: str, num_heads: int, activation: str, checkpoint_sha256: str,
+           is_demo: bool) -> "LoadedModel":
+        """Heads and activation only mean something for the attention family; recorded as such."""
+        is_attention = family == "attention"
+        return cls(detector.eval(), family, num_heads if is_attention else None, activation if is_attention else None,
+                   checkpoint_sha256, is_demo)
+
 
 def sha256_of_file(path: Path, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -123,30 +142,14 @@ def load_checkpoint(path: Path, family: str | None = None, num_heads: int = 4, a
         raise CheckpointError(f"{path}: --family {family} was asked for, but the keys are those of the {detected} family")
     detector = build_detector(detected, num_heads, activation, state_dict)
     load_strictly(detector, state_dict, _describe(detected, num_heads, activation))
-    is_attention = detected == "attention"
-    return LoadedModel(
-        detector=detector.eval(),
-        family=detected,
-        num_heads=num_heads if is_attention else None,
-        activation=activation if is_attention else None,
-        checkpoint_sha256=sha256_of_file(path),
-        is_demo=False,
-    )
+    return LoadedModel.of(detector, detected, num_heads, activation, sha256_of_file(path), is_demo=False)
 
 
 def demo_model(family: str = "attention", num_heads: int = 4, activation: str = "gelu", seed: int = 0) -> LoadedModel:
     """Seeded random weights, so everything else runs with no checkpoint. Its verdicts mean nothing."""
     torch.manual_seed(seed)
     detector = build_detector(family, num_heads, activation)
-    is_attention = family == "attention"
-    return LoadedModel(
-        detector=detector.eval(),
-        family=family,
-        num_heads=num_heads if is_attention else None,
-        activation=activation if is_attention else None,
-        checkpoint_sha256=f"none (untrained demo, seed {seed})",
-        is_demo=True,
-    )
+    return LoadedModel.of(detector, family, num_heads, activation, f"none (untrained demo, seed {seed})", is_demo=True)
 
 
 def _describe(family: str, num_heads: int, activation: str) -> str:

@@ -47,17 +47,6 @@ def write_text_atomically(path: Path, text: str) -> None:
         temporary.write_text(text)
 
 
-def _metadata(model: LoadedModel) -> dict[str, str]:
-    return {
-        "family": model.family,
-        "num_heads": str(model.num_heads or ""),
-        "activation": model.activation or "",
-        "input_size": str(model.input_size),
-        "checkpoint_sha256": model.checkpoint_sha256,
-        "untrained_demo": str(model.is_demo).lower(),
-    }
-
-
 def _export_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, input_name: str,
                  output_names: tuple[str, ...], dynamic_axes: dict, opset: int, model: LoadedModel) -> None:
     with warnings.catch_warnings():
@@ -67,7 +56,7 @@ def _export_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, inp
             dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False,
         )
     proto = onnx.load(str(path))
-    onnx.helper.set_model_props(proto, _metadata(model))
+    onnx.helper.set_model_props(proto, model.export_metadata())
     proto.doc_string = "UNTRAINED DEMO WEIGHTS - verdicts are meaningless" if model.is_demo else "deepfake detector"
     onnx.save(proto, str(path))
     onnx.checker.check_model(str(path))

@@ -39,14 +39,7 @@ TORCHSCRIPT = Platform("pytorch_libtorch", "model.pt", "_libtorch",
 
 
 def _parameters(model: LoadedModel) -> str:
-    values = {
-        "family": model.family,
-        "num_heads": str(model.num_heads or "n/a"),
-        "activation": model.activation or "n/a",
-        "input_size": str(model.input_size),
-        "checkpoint_sha256": model.checkpoint_sha256,
-        "untrained_demo": str(model.is_demo).lower(),
-    }
+    values = model.export_metadata()
     return "\n".join(
         f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}' for key, value in values.items()
     )

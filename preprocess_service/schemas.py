@@ -4,24 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-
-class VideoMetadataModel(BaseModel):
-    width: int
-    height: int
-    video_codec: str
-    frame_rate: float
-    nb_frames: int
-    bit_rate: int | None
-    duration: float
-    file_size: int
-    format: str
-    rotation: int = 0
-    creation_time: str | None = None
-    location: str | None = None
-    make: str | None = None
-    model: str | None = None
-    software: str | None = None
-    encoder: str | None = None
+from preprocess_service.video import VideoMetadata
 
 
 class DisplayFrame(BaseModel):
@@ -70,7 +53,7 @@ class PredictResponse(BaseModel):
     filename: str
     sha256_hex: str
     analyzed_at: str
-    metadata: VideoMetadataModel
+    metadata: VideoMetadata
     frames_for_display: list[DisplayFrame]
     cropped_faces: list[CroppedFace]
     frames_csv_indices: list[int]

@@ -38,6 +38,7 @@ class TritonBackend:
         self._shm_regions = shm_regions
         self._free_regions: asyncio.Queue | None = None
         self._all_regions: list[tuple[str, Any]] = []
+        self._region_bytes = 0
         self._regions_stale = False  # a restarted Triton has forgotten the registrations
 
     def _new_client(self):
@@ -116,7 +117,7 @@ class TritonBackend:
             self._free_regions.put_nowait((name, handle))
 
     async def _reregister(self) -> None:
-        for name, handle in self._all_regions:
+        for name, _ in self._all_regions:
             try:
                 await self._call("unregister_system_shared_memory", name)
             except BackendUnavailable:

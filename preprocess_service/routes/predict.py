@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
@@ -14,7 +13,7 @@ from preprocess_service import artifacts
 from preprocess_service.dependencies import Services, admitted, get_services, multipart_body, received_upload
 from preprocess_service.pipeline import Analysis, display_positions
 from preprocess_service.schemas import (CroppedFace, DisplayFrame, FrameRow, ModelInfoModel, PredictCsvResponse,
-                                        PredictResponse, StageTimes, VideoMetadataModel)
+                                        PredictResponse, StageTimes)
 from preprocess_service.uploads import Upload
 
 router = APIRouter(tags=["predict"])
@@ -57,7 +56,7 @@ async def predict(background: BackgroundTasks, upload: Upload = Depends(received
         filename=upload.filename,
         sha256_hex=upload.sha256,
         analyzed_at=datetime.now(timezone.utc).isoformat(),
-        metadata=VideoMetadataModel(**asdict(analysis.video.metadata)),
+        metadata=analysis.video.metadata,
         frames_for_display=[
             DisplayFrame(frame_index=i, frame_time_sec=score_of[i].frame_time_sec,
                          url=artifacts.frame_url(analysis_id, i) if analysis_id else None,
