@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -55,13 +56,18 @@ def load_signer(signing_key: Path | None, keys_dir: Path) -> Signer:
     path = keys_dir / KEY_FILE
     if path.exists():
         return Signer(_read_key(path))
-    keys_dir.mkdir(parents=True, exist_ok=True)
+    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    try:  # O_EXCL: two workers starting together must not both write a key
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole under a temporary name, then linked into place: link() fails if a key exists,
+    # so two workers starting together never both write one, nor read a half-written file.
+    handle, temporary = tempfile.mkstemp(prefix=".key-", dir=keys_dir)  # mode 0600
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(pem)
+        os.link(temporary, path)
     except FileExistsError:
         return Signer(_read_key(path))
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(pem)
+    finally:
+        os.unlink(temporary)
     return Signer(key)
