@@ -62,3 +62,22 @@ def audio_only(path: Path, seconds: float = 1.0) -> Path:
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def zero_size_video(path: Path) -> Path:
+    """A real Matroska file whose header says 0x0 pixels (its PixelWidth/PixelHeight set to 0)."""
+    source = path.with_suffix(".source.mkv")
+    with av.open(str(source), mode="w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 2, 2, "yuv420p"
+        for _ in range(3):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((2, 2, 3), np.uint8), format="rgb24")))
+        container.mux(stream.encode())
+    data = bytearray(source.read_bytes())
+    source.unlink()
+    for element in (b"\xb0\x81\x02", b"\xba\x81\x02"):  # EBML ids PixelWidth, PixelHeight; 1-byte value 2
+        position = data.find(element)
+        assert position > 0, "Matroska header layout changed"
+        data[position + 2] = 0
+    path.write_bytes(bytes(data))
+    return path

@@ -37,6 +37,7 @@ def videos(tmp_path_factory) -> dict[str, Path]:
         "one_frame": media.write_video(folder / "one.mp4", [media.astronaut((256, 256))]),
         "tiny": media.write_video(folder / "tiny.mp4", [media.astronaut((16, 16))] * 10),
         "audio": media.audio_only(folder / "audio.mp4"),
+        "zero_size": media.zero_size_video(folder / "zero.mkv"),
     }
 
 
@@ -111,6 +112,7 @@ def test_odd_frame_size_is_analysed(service, videos):
     ("one_frame", 422, "too_few_frames"),
     ("no_face", 422, "no_face_detected"),
     ("tiny", 422, "no_face_detected"),
+    ("zero_size", 422, "unreadable_video"),
     ("too_large", 413, "file_too_large"),
 ])
 def test_bad_input_gets_its_code_and_leaves_no_file(service, videos, seed_videos, upload_dir, case, status, code):
