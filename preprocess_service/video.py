@@ -106,9 +106,10 @@ def _timeline(container: av.container.InputContainer, stream: av.VideoStream, ma
     entries = []
     try:
         for packet in container.demux(stream):
-            if packet.pts is None or packet.size == 0:
+            timestamp = packet.pts if packet.pts is not None else packet.dts
+            if timestamp is None or packet.size == 0:
                 continue
-            entries.append((packet.pts, packet.is_keyframe))
+            entries.append((timestamp, packet.is_keyframe))
             if len(entries) > max_frames:
                 raise VideoTooLarge(f"the video has more than {max_frames} frames")
     except av.FFmpegError:

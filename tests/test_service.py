@@ -52,7 +52,7 @@ def test_seed_video_prediction(service, seed_videos, name):
     assert (body["result"] == "FAKE") == (body["p_fake"] >= 0.5)
     assert 50 <= body["confidence"] <= 100
     assert body["frames_analyzed"] == 30 and len(body["frames_csv_indices"]) == 30
-    assert body["frames_with_face"] >= 24, "faces are found on nearly every sampled frame"
+    assert body["frames_with_face"] >= 20, "faces are found on most sampled frames (25 to 30 here)"
     assert len(body["frames_for_display"]) == 4 and len(body["cropped_faces"]) == 4
     assert all(frame["url"] is None for frame in body["frames_for_display"])  # no artefacts by default
     assert body["model"] == {"family": "attention", "untrained_demo": True, "backend": "embedded",
@@ -159,3 +159,21 @@ def test_openapi_documents_the_upload_fields(service):
     body = spec["paths"]["/integrity/verify"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert set(body["required"]) == {"file", "signature_base64"}
     assert "/predict/" in spec["paths"] and "/predict_csv/" in spec["paths"]
+
+
+def test_the_service_never_imports_torch(demo_repository, tmp_path):
+    """Serving needs ONNX Runtime or tritonclient only; torch stays in the export environment."""
+    import subprocess
+    import sys
+
+    script = ("import asyncio, importlib, pkgutil, sys, preprocess_service as p\n"
+              "for m in pkgutil.walk_packages(p.__path__, 'preprocess_service.'): importlib.import_module(m.name)\n"
+              "from preprocess_service.inference import make_backend\n"
+              "from preprocess_service.settings import Settings\n"
+              "info = asyncio.run(make_backend(Settings()).start())\n"
+              "assert info.family == 'attention', info\n"
+              "assert 'torch' not in sys.modules, 'torch was imported'")
+    env = {**__import__("os").environ, "DEEPFAKE_MODEL_REPOSITORY": str(demo_repository),
+           "DEEPFAKE_KEYS_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
