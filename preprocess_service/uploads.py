@@ -105,7 +105,7 @@ async def receive_upload(request: Request, max_bytes: int, upload_dir: Path | No
     try:
         with os.fdopen(handle, "wb") as file_handle:
             receiver = _Receiver(file_handle, max_bytes)
-            callbacks = {name: getattr(receiver, name) for name in dir(receiver) if name.startswith("on_")}
+            callbacks = {event: getattr(receiver, event) for event in dir(receiver) if event.startswith("on_")}
             parser = MultipartParser(options[b"boundary"], callbacks)
             async for chunk in request.stream():
                 parser.write(chunk)
