@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import Depends, Request
 
@@ -30,7 +30,7 @@ class Services:
     signer: Signer
     metrics: Metrics
     model: ModelInfo | None = None
-    in_flight: int = field(default=0)
+    in_flight: int = 0
 
     async def model_info(self) -> ModelInfo:
         """Started lazily too, so a service that came up before Triton recovers by itself."""

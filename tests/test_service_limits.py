@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import httpx
-import pytest
 
 from preprocess_service.artifacts import sweep
 from preprocess_service.settings import Settings
