@@ -1,27 +1,63 @@
 """The two checkpoint families of SEED_MODEL.md, written so users' files load with strict=True.
 
 Every parameter name here is part of the contract with users' ``checkpoint.pth`` files: rename
-nothing. Besides the full models (used to load checkpoints and as the parity reference), this
-module defines the two halves that serving is built on (backbone and temporal head), which share
-the full model's submodules and so its weights.
+nothing. Sizes are not fixed: the original's scripts built the same classes with other LSTM
+widths, layer counts and positional tables, so each model is built from a shape that
+``checkpoint.py`` reads off the checkpoint's tensors. Besides the full models (used to load
+checkpoints and as the parity reference), this module defines the two halves that serving is
+built on (backbone and temporal head), which share the full model's submodules and weights.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.models import resnext50_32x4d
 
-FEATURE_DIM = 2048
-MAX_FRAMES = 200  # rows of the attention family's positional table
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from model_contract import FEATURE_DIM, PreprocessingProfile, default_profile
+
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    """Family "attention": sizes read from the weights, plus the two choices the weights cannot show."""
+
+    lstm_hidden: int = 512
+    lstm_layers: int = 2
+    bidirectional: bool = True
+    max_time: int = 200  # rows of the positional table: the longest sequence the model accepts
+    fc_hidden: int = 512
+    num_heads: int = 4  # not in the weights: an export option
+    activation: str = "gelu"  # not in the weights: an export option
+
+    @property
+    def width(self) -> int:
+        """The LSTM's output width, which the attention block and fc1 take."""
+        return self.lstm_hidden * (2 if self.bidirectional else 1)
+
+    def describe(self) -> dict[str, str]:
+        return {key: str(value).lower() if isinstance(value, bool) else str(value)
+                for key, value in {**asdict(self), "attention_width": self.width}.items()}
+
+
+@dataclass(frozen=True)
+class LegacyShape:
+    """Family "legacy": the LSTM's arguments as the keys show them (the bias trap), and its axis use."""
+
+    hidden_size: int = 2048
+    num_layers: int = 1
+    bidirectional: bool = True
+    bias: bool = True
+    batch_first: bool = False  # not in the weights: the served app had False (the axis quirk), one script True
+
+    def describe(self) -> dict[str, str]:
+        return {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in asdict(self).items()}
 
 
 def resnext_trunk() -> nn.Sequential:
@@ -40,7 +76,7 @@ def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
 
 
 class PositionalEncoding(nn.Module):
-    def __init__(self, dim: int, max_len: int = MAX_FRAMES) -> None:
+    def __init__(self, dim: int, max_len: int) -> None:
         super().__init__()
         self.register_buffer("pe", sinusoidal_table(max_len, dim))
 
@@ -60,7 +96,7 @@ class SelfAttention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
-        if dim % num_heads:
+        if num_heads < 1 or dim % num_heads:
             raise ValueError(f"{dim} channels cannot be split into {num_heads} heads")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
@@ -84,9 +120,9 @@ class SelfAttention(nn.Module):
 
 
 class TemporalAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int) -> None:
+    def __init__(self, dim: int, num_heads: int, max_time: int) -> None:
         super().__init__()
-        self.positional_encoding = PositionalEncoding(dim)
+        self.positional_encoding = PositionalEncoding(dim, max_time)
         self.multihead_attn = SelfAttention(dim, num_heads)
         self.norm = nn.LayerNorm(dim)
 
@@ -96,19 +132,22 @@ class TemporalAttention(nn.Module):
 
 
 class AttentionDetector(nn.Module):
-    """Family "attention": ResNeXt50 → BiLSTM(512 x 2 layers) → self-attention → mean → MLP."""
+    """Family "attention": ResNeXt50 → BiLSTM → self-attention → mean → MLP (sizes from ``shape``)."""
 
-    input_size = 180
+    family = "attention"
 
-    def __init__(self, num_heads: int = 4, activation: str = "gelu") -> None:
+    def __init__(self, shape: AttentionShape = AttentionShape()) -> None:
         super().__init__()
+        self.shape = shape
         self.feature_extractor = resnext_trunk()
-        self.lstm = nn.LSTM(FEATURE_DIM, 512, num_layers=2, bidirectional=True, batch_first=True, dropout=0.3)
-        self.attention = TemporalAttention(1024, num_heads)
+        self.lstm = nn.LSTM(FEATURE_DIM, shape.lstm_hidden, num_layers=shape.lstm_layers,
+                            bidirectional=shape.bidirectional, batch_first=True,
+                            dropout=0.3 if shape.lstm_layers > 1 else 0.0)
+        self.attention = TemporalAttention(shape.width, shape.num_heads, shape.max_time)
         self.dropout = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(1024, 512)
-        self.activation = ACTIVATIONS[activation]()
-        self.fc2 = nn.Linear(512, 2)
+        self.fc1 = nn.Linear(shape.width, shape.fc_hidden)
+        self.activation = ACTIVATIONS[shape.activation]()
+        self.fc2 = nn.Linear(shape.fc_hidden, 2)
 
     def temporal(self, features: torch.Tensor) -> torch.Tensor:
         """Logits ``[batch, 2]`` from pooled features ``[batch, time, 2048]``."""
@@ -124,42 +163,32 @@ class AttentionDetector(nn.Module):
         return self.original_head(pooled_features(self.feature_extractor, x))
 
 
-@dataclass(frozen=True)
-class LegacyLSTMShape:
-    """The legacy LSTM's constructor arguments, read from the checkpoint's keys (the bias trap)."""
-
-    hidden_size: int = 2048
-    num_layers: int = 1
-    bidirectional: bool = True
-    bias: bool = True
-
-
 class LegacyDetector(nn.Module):
-    """Family "legacy": ResNeXt50 (112 px) → LSTM without ``batch_first`` → mean → linear.
+    """Family "legacy": ResNeXt50 (112 px) → LSTM → mean → linear.
 
-    The LSTM is fed ``[batch, time, 2048]`` although it expects time first, so it runs over the
-    *batch* axis. At batch 1 (how the original ran) every frame is one independent LSTM step.
-    ``forward`` keeps that exactly; ``temporal`` below gives each clip its batch-1 result even
-    when several clips are stacked, which is what a dynamically batched server needs.
+    The served application built its LSTM without ``batch_first`` and fed it ``[batch, time,
+    2048]`` anyway, so it runs over the *batch* axis: at batch 1 (how the original ran) every
+    frame is one independent LSTM step. ``forward`` keeps that exactly; ``temporal`` gives each
+    clip its batch-1 result even when several clips are stacked, which is what a dynamically
+    batched server needs. With ``batch_first`` (another of the original's definitions) the LSTM
+    runs over time, per clip, and both are the same computation.
     """
 
-    input_size = 112
+    family = "legacy"
 
-    def __init__(self, lstm_shape: LegacyLSTMShape = LegacyLSTMShape()) -> None:
+    def __init__(self, shape: LegacyShape = LegacyShape()) -> None:
         super().__init__()
+        self.shape = shape
         self.model = resnext_trunk()
-        self.lstm = nn.LSTM(
-            FEATURE_DIM,
-            lstm_shape.hidden_size,
-            lstm_shape.num_layers,
-            bias=lstm_shape.bias,
-            bidirectional=lstm_shape.bidirectional,
-        )
-        directions = 2 if lstm_shape.bidirectional else 1
-        self.linear = nn.Linear(lstm_shape.hidden_size * directions, 2)
+        self.lstm = nn.LSTM(FEATURE_DIM, shape.hidden_size, shape.num_layers, bias=shape.bias,
+                            bidirectional=shape.bidirectional, batch_first=shape.batch_first)
+        directions = 2 if shape.bidirectional else 1
+        self.linear = nn.Linear(shape.hidden_size * directions, 2)
 
     def temporal(self, features: torch.Tensor) -> torch.Tensor:
         """Per-clip batch-1 semantics: all frames of all clips as one length-1 LSTM sequence."""
+        if self.shape.batch_first:
+            return self.original_head(features)
         batch, time = features.shape[0], features.shape[1]
         stepped, _ = self.lstm(features.reshape(1, batch * time, FEATURE_DIM))
         return self.linear(stepped.reshape(batch, time, -1).mean(dim=1))
@@ -199,20 +228,25 @@ def without_trunk(detector: Detector) -> Detector:
 
 
 class Backbone(nn.Module):
-    """Serving half 1: uint8 RGB face crops ``[n, S, S, 3]`` → features ``[n, 2048]``.
+    """Serving half 1: uint8 RGB crops ``[n, S, S, 3]`` → features ``[n, 2048]``.
 
-    Casting, scaling and ImageNet normalisation live in the graph so that clients send 4x fewer
-    bytes than float32 and cannot get the normalisation wrong.
+    Channel order, scaling and normalisation of the model's preprocessing profile live in the
+    graph, so that clients send 4x fewer bytes than float32, always in one format (RGB), and
+    cannot get the normalisation wrong.
     """
 
-    def __init__(self, detector: Detector) -> None:
+    def __init__(self, detector: Detector, profile: PreprocessingProfile | None = None) -> None:
         super().__init__()
+        profile = profile or default_profile(detector.family)
         self.trunk = trunk_of(detector)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1) * 255.0)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1) * 255.0)
+        self.to_bgr = profile.channel_order == "bgr"
+        self.register_buffer("mean", torch.tensor(profile.mean).reshape(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(profile.std).reshape(1, 3, 1, 1) * 255.0)
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         pixels = faces.permute(0, 3, 1, 2).to(torch.float32)
+        if self.to_bgr:
+            pixels = pixels.flip(1)
         feature_map = self.trunk((pixels - self.mean) / self.std)
         return F.adaptive_avg_pool2d(feature_map, 1).flatten(1)
 
@@ -233,8 +267,11 @@ class TemporalHead(nn.Module):
         return torch.softmax(logits, dim=-1), logits
 
 
-def normalise(faces_uint8: torch.Tensor) -> torch.Tensor:
-    """Reference preprocessing of SEED_MODEL.md (scale, ImageNet mean/std, CHW), outside any graph."""
+def normalise(faces_uint8: torch.Tensor, profile: PreprocessingProfile | None = None) -> torch.Tensor:
+    """Reference preprocessing outside any graph: channel order, [0, 1], mean/std, CHW (SEED_MODEL.md)."""
+    profile = profile or default_profile("attention")
     pixels = faces_uint8.to(torch.float32) / 255.0
-    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    if profile.channel_order == "bgr":
+        pixels = pixels.flip(-1)
+    mean, std = torch.tensor(profile.mean), torch.tensor(profile.std)
     return ((pixels - mean) / std).movedim(-1, -3)

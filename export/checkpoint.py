@@ -1,19 +1,29 @@
-"""Read a user's checkpoint, tell which family it is, and explain exactly why a file is refused."""
+"""Read a user's checkpoint, tell which family and sizes it has, and explain exactly why a file is refused.
+
+Sizes come from the tensors themselves (the original's scripts built the same classes with other
+LSTM widths, layer counts and positional tables); only what the weights cannot show — attention
+heads and activation, the legacy LSTM's axis use — is an option, and it is recorded.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from export.architectures import AttentionDetector, Detector, LegacyDetector, LegacyLSTMShape
+from export.architectures import AttentionDetector, AttentionShape, Detector, LegacyDetector, LegacyShape
+from model_contract import CHECKPOINT_SHA256, FAMILY, MAX_TIME, UNTRAINED_DEMO, PreprocessingProfile, default_profile
 
 FAMILIES = ("attention", "legacy")
 _FAMILY_PREFIX = {"attention": "feature_extractor.", "legacy": "model."}
 _WRAPPER_KEYS = ("state_dict", "model_state_dict")
 _LIST_AT_MOST = 5
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+CONVERT_WHOLE_MODEL = ("python -c \"import torch; torch.save(torch.load('model.pth', weights_only=False).state_dict(),"
+                       " 'checkpoint.pth')\"")
 
 
 class CheckpointError(Exception):
@@ -21,36 +31,45 @@ class CheckpointError(Exception):
 
 
 @dataclass(frozen=True)
+class Options:
+    """What the weights cannot tell, as the user chose it."""
+
+    num_heads: int = 4
+    activation: str = "gelu"
+    legacy_batch_first: bool = False
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     detector: Detector
-    family: str
-    num_heads: int | None
-    activation: str | None
+    preprocessing: PreprocessingProfile
     checkpoint_sha256: str
     is_demo: bool
 
     @property
+    def family(self) -> str:
+        return self.detector.family
+
+    @property
     def input_size(self) -> int:
-        return self.detector.input_size
+        return self.preprocessing.size
+
+    @property
+    def max_time(self) -> int | None:
+        """The longest sequence the temporal head accepts (the attention family's positional table)."""
+        return self.detector.shape.max_time if isinstance(self.detector, AttentionDetector) else None
 
     def export_metadata(self) -> dict[str, str]:
         """What every export records (ONNX metadata, config.pbtxt parameters), as strings."""
         return {
-            "family": self.family,
-            "num_heads": str(self.num_heads or "n/a"),
-            "activation": self.activation or "n/a",
+            FAMILY: self.family,
+            **self.detector.shape.describe(),
+            MAX_TIME: str(self.max_time or "none"),
             "input_size": str(self.input_size),
-            "checkpoint_sha256": self.checkpoint_sha256,
-            "untrained_demo": str(self.is_demo).lower(),
+            **self.preprocessing.to_parameters(),
+            CHECKPOINT_SHA256: self.checkpoint_sha256,
+            UNTRAINED_DEMO: str(self.is_demo).lower(),
         }
-
-    @classmethod
-    def of(cls, detector: Detector, family: str, num_heads: int, activation: str, checkpoint_sha256: str,
-           is_demo: bool) -> "LoadedModel":
-        """Heads and activation only mean something for the attention family; recorded as such."""
-        is_attention = family == "attention"
-        return cls(detector.eval(), family, num_heads if is_attention else None, activation if is_attention else None,
-                   checkpoint_sha256, is_demo)
 
 
 def sha256_of_file(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -61,6 +80,22 @@ def sha256_of_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _one_line(text: str) -> str:
+    return " ".join(_ANSI.sub("", text).split())
+
+
+def _whole_model_class(path: Path) -> str | None:
+    """The class of a pickled ``torch.save(model)``, found without running any of the file's code."""
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # noqa: BLE001 - not a zip/pickle at all: the caller's message covers it
+        return None
+    if not any(".nn.modules." in name for name in unsafe):
+        return None
+    own = sorted(name for name in unsafe if not name.startswith(("torch.", "torchvision.")))
+    return ", ".join(own[:3]) if own else "torch.nn.Module"
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint: flat, under ``state_dict``/``model_state_dict``, ``module.``-prefixed."""
     if not path.is_file():
@@ -68,7 +103,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch.load raises a dozen types on arbitrary bytes
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        whole_model = _whole_model_class(path)
+        if whole_model:
+            raise CheckpointError(
+                f"{path}: a whole pickled model (classes {whole_model}), not a state dict; it cannot be read safely."
+                f" Convert it once, where its class is importable: {CONVERT_WHOLE_MODEL}") from exc
+        text = _one_line(str(exc))
+        reason = re.sub(r"^Weights only load failed\..*?(WeightsUnpickler error: )", "", text) or type(exc).__name__
+        reason = reason.split(". Please use")[0].split(" Check the documentation")[0]
         raise CheckpointError(f"{path}: not a PyTorch checkpoint readable with weights_only=True ({reason})") from exc
     if isinstance(content, dict):
         for wrapper in _WRAPPER_KEYS:
@@ -93,23 +135,56 @@ def detect_family(state_dict: dict[str, torch.Tensor]) -> str:
     return found[0]
 
 
-def legacy_lstm_shape(state_dict: dict[str, torch.Tensor]) -> LegacyLSTMShape:
-    """The legacy LSTM's arguments as the keys show them (bias and direction vary between files)."""
+def _lstm_sizes(state_dict: dict[str, torch.Tensor], family: str) -> tuple[int, int, bool, bool]:
+    """(hidden, layers, bidirectional, bias) of ``lstm.*``, from ``weight_hh_l0``'s shape and the keys."""
     if "lstm.weight_hh_l0" not in state_dict:
-        raise CheckpointError("legacy checkpoint without 'lstm.weight_hh_l0': cannot size its LSTM")
-    layers = sum(1 for key in state_dict if key.startswith("lstm.weight_ih_l") and not key.endswith("_reverse"))
-    return LegacyLSTMShape(
-        hidden_size=state_dict["lstm.weight_hh_l0"].shape[1],
-        num_layers=layers,
-        bidirectional="lstm.weight_ih_l0_reverse" in state_dict,
-        bias="lstm.bias_ih_l0" in state_dict,
-    )
+        raise CheckpointError(f"{family} checkpoint without 'lstm.weight_hh_l0': cannot size its LSTM")
+    layers = sum(1 for key in state_dict if re.fullmatch(r"lstm\.weight_ih_l\d+", key))
+    return (state_dict["lstm.weight_hh_l0"].shape[1], layers, "lstm.weight_ih_l0_reverse" in state_dict,
+            "lstm.bias_ih_l0" in state_dict)
 
 
-def build_detector(family: str, num_heads: int, activation: str, state_dict: dict | None = None) -> Detector:
+def _shape_of(state_dict: dict[str, torch.Tensor], key: str, family: str) -> tuple[int, ...]:
+    if key not in state_dict:
+        raise CheckpointError(f"{family} checkpoint without '{key}': cannot size the model")
+    return tuple(state_dict[key].shape)
+
+
+def attention_shape(state_dict: dict[str, torch.Tensor], options: Options) -> AttentionShape:
+    hidden, layers, bidirectional, _ = _lstm_sizes(state_dict, "attention")
+    table = _shape_of(state_dict, "attention.positional_encoding.pe", "attention")
+    fc1 = _shape_of(state_dict, "fc1.weight", "attention")
+    if len(table) != 3 or len(fc1) != 2:
+        raise CheckpointError(f"attention checkpoint with a positional table of shape {table} and fc1 of {fc1}")
+    shape = AttentionShape(lstm_hidden=hidden, lstm_layers=layers, bidirectional=bidirectional, max_time=table[1],
+                           fc_hidden=fc1[0], num_heads=options.num_heads, activation=options.activation)
+    if table[2] != shape.width:
+        raise CheckpointError(f"the positional table is {table[2]} wide but the LSTM gives {shape.width} channels")
+    _check_heads(shape.num_heads, shape.width)
+    return shape
+
+
+def _check_heads(num_heads: int, width: int) -> None:
+    if num_heads < 1 or width % num_heads:
+        raise CheckpointError(f"--heads {num_heads} does not divide the {width} attention channels")
+
+
+def legacy_shape(state_dict: dict[str, torch.Tensor], options: Options) -> LegacyShape:
+    hidden, layers, bidirectional, bias = _lstm_sizes(state_dict, "legacy")
+    return LegacyShape(hidden_size=hidden, num_layers=layers, bidirectional=bidirectional, bias=bias,
+                       batch_first=options.legacy_batch_first)
+
+
+def build_detector(family: str, options: Options, state_dict: dict | None = None) -> Detector:
+    """The detector for ``state_dict``'s sizes, or the served application's sizes without one."""
     if family == "attention":
-        return AttentionDetector(num_heads=num_heads, activation=activation)
-    return LegacyDetector(legacy_lstm_shape(state_dict) if state_dict is not None else LegacyLSTMShape())
+        if state_dict is None:
+            _check_heads(options.num_heads, AttentionShape().width)
+            return AttentionDetector(AttentionShape(num_heads=options.num_heads, activation=options.activation))
+        return AttentionDetector(attention_shape(state_dict, options))
+    shape = legacy_shape(state_dict, options) if state_dict is not None else LegacyShape(
+        batch_first=options.legacy_batch_first)
+    return LegacyDetector(shape)
 
 
 def load_strictly(detector: Detector, state_dict: dict[str, torch.Tensor], architecture: str) -> None:
@@ -134,26 +209,30 @@ def load_strictly(detector: Detector, state_dict: dict[str, torch.Tensor], archi
     detector.load_state_dict(state_dict, strict=True)
 
 
-def load_checkpoint(path: Path, family: str | None = None, num_heads: int = 4, activation: str = "gelu") -> LoadedModel:
+def load_checkpoint(path: Path, family: str | None = None, options: Options = Options(),
+                    preprocessing: PreprocessingProfile | None = None) -> LoadedModel:
     """A user's checkpoint as an eval-mode detector, with what the export records about it."""
     state_dict = read_state_dict(path)
     detected = detect_family(state_dict)
     if family is not None and family != detected:
         raise CheckpointError(f"{path}: --family {family} was asked for, but the keys are those of the {detected} family")
-    detector = build_detector(detected, num_heads, activation, state_dict)
-    load_strictly(detector, state_dict, _describe(detected, num_heads, activation))
-    return LoadedModel.of(detector, detected, num_heads, activation, sha256_of_file(path), is_demo=False)
+    detector = build_detector(detected, options, state_dict)
+    load_strictly(detector, state_dict, _describe(detector))
+    return LoadedModel(detector.eval(), preprocessing or default_profile(detected), sha256_of_file(path), is_demo=False)
 
 
-def demo_model(family: str = "attention", num_heads: int = 4, activation: str = "gelu", seed: int = 0) -> LoadedModel:
+def demo_model(family: str = "attention", options: Options = Options(), seed: int = 0,
+               preprocessing: PreprocessingProfile | None = None) -> LoadedModel:
     """Seeded random weights, so everything else runs with no checkpoint. Its verdicts mean nothing."""
     torch.manual_seed(seed)
-    detector = build_detector(family, num_heads, activation)
-    return LoadedModel.of(detector, family, num_heads, activation, f"none (untrained demo, seed {seed})", is_demo=True)
+    detector = build_detector(family, options)
+    return LoadedModel(detector.eval(), preprocessing or default_profile(family),
+                       f"none (untrained demo, seed {seed})", is_demo=True)
 
 
-def _describe(family: str, num_heads: int, activation: str) -> str:
-    return f"attention (heads={num_heads}, activation={activation})" if family == "attention" else "legacy"
+def _describe(detector: Detector) -> str:
+    sizes = ", ".join(f"{key}={value}" for key, value in detector.shape.describe().items())
+    return f"{detector.family} ({sizes})"
 
 
 def _strip_prefix(key: str, prefix: str) -> str:

@@ -17,11 +17,10 @@ from typing import Iterator
 import onnx
 import torch
 
-from export.architectures import FEATURE_DIM, Backbone, TemporalHead
+from export.architectures import Backbone, TemporalHead
 from export.checkpoint import LoadedModel
+from model_contract import BACKBONE_INPUT, BACKBONE_OUTPUT, FEATURE_DIM, TEMPORAL_INPUT, TEMPORAL_OUTPUTS
 
-BACKBONE_INPUT, BACKBONE_OUTPUT = "faces", "features"
-TEMPORAL_INPUT, TEMPORAL_OUTPUTS = "features", ("probabilities", "logits")
 DEFAULT_OPSET = 17
 
 
@@ -73,7 +72,7 @@ def temporal_example(batch: int = 2, time: int = 8) -> torch.Tensor:
 
 def export_backbone_onnx(model: LoadedModel, path: Path, opset: int = DEFAULT_OPSET) -> None:
     axes = {BACKBONE_INPUT: {0: "batch"}, BACKBONE_OUTPUT: {0: "batch"}}
-    _export_onnx(Backbone(model.detector).eval(), backbone_example(model), path, BACKBONE_INPUT,
+    _export_onnx(Backbone(model.detector, model.preprocessing).eval(), backbone_example(model), path, BACKBONE_INPUT,
                  (BACKBONE_OUTPUT,), axes, opset, model)
 
 
@@ -92,7 +91,7 @@ def export_torchscript(module: torch.nn.Module, example: torch.Tensor, path: Pat
 
 
 def export_backbone_torchscript(model: LoadedModel, path: Path) -> None:
-    export_torchscript(Backbone(model.detector), backbone_example(model), path)
+    export_torchscript(Backbone(model.detector, model.preprocessing), backbone_example(model), path)
 
 
 def export_temporal_torchscript(model: LoadedModel, path: Path) -> None:

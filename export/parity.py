@@ -20,10 +20,11 @@ import torch
 
 from export.architectures import normalise, pooled_features, trunk_of
 from export.checkpoint import LoadedModel
+from model_contract import BACKBONE_INPUT, BACKBONE_OUTPUT, TEMPORAL_INPUT, TEMPORAL_OUTPUTS
 
 TOLERANCE = 1e-4
 BATCHES = (1, 3)
-TIMES = (1, 8, 30, 200)
+TIMES = (1, 8, 30, 200)  # capped at the model's own maximum time
 POOL_SIZE = 12
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -48,8 +49,8 @@ class ParityError(Exception):
 def onnx_runners(backbone_path: Path, temporal_path: Path) -> tuple[Runner, Runner]:
     backbone = onnxruntime.InferenceSession(str(backbone_path), providers=["CPUExecutionProvider"])
     temporal = onnxruntime.InferenceSession(str(temporal_path), providers=["CPUExecutionProvider"])
-    return (lambda faces: backbone.run(["features"], {"faces": faces})[0],
-            lambda features: temporal.run(["probabilities"], {"features": features})[0])
+    return (lambda faces: backbone.run([BACKBONE_OUTPUT], {BACKBONE_INPUT: faces})[0],
+            lambda features: temporal.run([TEMPORAL_OUTPUTS[0]], {TEMPORAL_INPUT: features})[0])
 
 
 def torchscript_runners(backbone_path: Path, temporal_path: Path) -> tuple[Runner, Runner]:
@@ -71,15 +72,20 @@ def _reference_probabilities(model: LoadedModel, clips: torch.Tensor) -> np.ndar
         return np.concatenate([torch.softmax(model.detector.original_head(clip[None]), -1).numpy() for clip in clips])
 
 
+def times_to_check(model: LoadedModel) -> list[int]:
+    longest = model.max_time or max(TIMES)
+    return sorted({min(time, longest) for time in TIMES})
+
+
 def check_parity(model: LoadedModel, runners: dict[str, tuple[Runner, Runner]], seed: int = 0) -> list[ParityRow]:
     """One row per runtime x (batch, time), plus the literal unsplit forward; raises nothing."""
     rng = np.random.default_rng(seed)
     size = model.input_size
     pool = rng.integers(0, 256, (POOL_SIZE, size, size, 3), dtype=np.uint8)
     with torch.no_grad():
-        reference_features = pooled_features(trunk_of(model.detector), normalise(torch.from_numpy(pool))[None])[0]
+        reference_features = pooled_features(trunk_of(model.detector), normalise(torch.from_numpy(pool), model.preprocessing)[None])[0]
         literal_clip = torch.arange(8) % POOL_SIZE
-        literal = torch.softmax(model.detector(normalise(torch.from_numpy(pool[literal_clip.numpy()]))[None]), -1)
+        literal = torch.softmax(model.detector(normalise(torch.from_numpy(pool[literal_clip.numpy()]), model.preprocessing)[None]), -1)
 
     rows = []
     for runtime, (run_backbone, run_temporal) in runners.items():
@@ -87,7 +93,7 @@ def check_parity(model: LoadedModel, runners: dict[str, tuple[Runner, Runner]], 
         composed = run_temporal(exported_features[literal_clip.numpy()][None])
         rows.append(ParityRow(f"{runtime} (unsplit forward)", 1, 8, float(np.abs(composed - literal.numpy()).max())))
         for batch in BATCHES:
-            for time in TIMES:
+            for time in times_to_check(model):
                 index = rng.integers(0, POOL_SIZE, (batch, time))
                 expected = _reference_probabilities(model, reference_features[torch.from_numpy(index)])
                 actual = run_temporal(np.ascontiguousarray(exported_features[index]))

@@ -14,8 +14,8 @@ from typing import Callable
 from export import onnx_export, parity
 from export.checkpoint import LoadedModel
 from export.onnx_export import DEFAULT_OPSET, atomic_path, write_text_atomically
-from export.triton_config import (BACKBONE_MODEL, LABELS, LABELS_FILE, ONNX, TEMPORAL_MODEL, TORCHSCRIPT, Platform,
-                                  backbone_config, temporal_config, write_configs)
+from export.triton_config import ONNX, TORCHSCRIPT, Platform, backbone_config, temporal_config, write_configs
+from model_contract import BACKBONE_MODEL, LABELS, LABELS_FILE, TEMPORAL_MODEL
 
 Progress = Callable[[str], None]
 

@@ -11,16 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from export.architectures import FEATURE_DIM, MAX_FRAMES
 from export.checkpoint import LoadedModel
-from export.onnx_export import (BACKBONE_INPUT, BACKBONE_OUTPUT, TEMPORAL_INPUT, TEMPORAL_OUTPUTS,
-                                write_text_atomically)
-
-BACKBONE_MODEL = "deepfake_backbone"
-TEMPORAL_MODEL = "deepfake_temporal"
-MAX_BATCH_SIZE = 64
-LABELS = ("FAKE", "REAL")  # index 0 = FAKE, 1 = REAL, as the original
-LABELS_FILE = "labels.txt"
+from export.onnx_export import write_text_atomically
+from model_contract import (BACKBONE_INPUT, BACKBONE_MODEL, BACKBONE_OUTPUT, FEATURE_DIM, LABELS_FILE, TEMPORAL_INPUT,
+                            TEMPORAL_MODEL, TEMPORAL_OUTPUTS)
+from model_contract import DEFAULT_MAX_BATCH as MAX_BATCH_SIZE
 CPU_CONFIG_NAME = "cpu"  # tritonserver --model-config-name=cpu picks configs/cpu.pbtxt
 
 
@@ -51,8 +46,10 @@ def _instance_group(kind: str) -> str:
 
 def backbone_config(model: LoadedModel, kind: str, platform: Platform = ONNX) -> str:
     size = model.input_size
-    return f'''# Face crops (uint8 RGB, already resized to {size}x{size}) -> ResNeXt50 features.
-# Normalisation happens inside the model, so clients send raw uint8 pixels.
+    profile = model.preprocessing
+    return f'''# Crops (uint8 RGB, already resized to {size}x{size}) -> ResNeXt50 features. Preprocessing profile
+# "{profile.name}": the client cuts ({profile.crop}) and resizes ({profile.resize}); channel order
+# ({profile.channel_order}), scaling and normalisation ({profile.normalisation}) happen inside the model.
 name: "{BACKBONE_MODEL}{platform.suffix}"
 platform: "{platform.name}"
 max_batch_size: {MAX_BATCH_SIZE}
@@ -82,7 +79,8 @@ model_warmup [
 
 def temporal_config(model: LoadedModel, kind: str, platform: Platform = ONNX) -> str:
     probabilities, logits = platform.output_names[1:]
-    return f'''# A sequence of backbone features (time <= {MAX_FRAMES}) -> [FAKE, REAL] probabilities.
+    longest = f"time <= {model.max_time}" if model.max_time else "any time length"
+    return f'''# A sequence of backbone features ({longest}) -> [FAKE, REAL] probabilities.
 # Per-frame scores are the same model over one-frame sequences, sent as one batch.
 name: "{TEMPORAL_MODEL}{platform.suffix}"
 platform: "{platform.name}"

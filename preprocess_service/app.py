@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         backend = make_backend(settings)
-        detector = FaceDetector(settings.face_model_path, settings.face_min_confidence, settings.face_margin)
+        detector = FaceDetector(settings.face_model_path, settings.face_min_confidence, settings.face_margin,
+                                settings.face_haar_max_side)
         pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="cpu-stage")
         services = Services(settings=settings, backend=backend, detector=detector, pool=pool,
                             analyzer=Analyzer(settings, detector, backend, pool),

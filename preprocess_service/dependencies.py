@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from fastapi import Depends, Request
 
-from preprocess_service.errors import Overloaded
+from preprocess_service.errors import BackendUnavailable, Overloaded
 from preprocess_service.faces import FaceDetector
 from preprocess_service.inference import InferenceBackend, ModelInfo
 from preprocess_service.integrity import Signer
@@ -35,7 +35,11 @@ class Services:
     async def model_info(self) -> ModelInfo:
         """Started lazily too, so a service that came up before Triton recovers by itself."""
         if self.model is None:
-            self.model = await self.backend.start()
+            model = await self.backend.start()
+            if model.max_time is not None and self.settings.num_frames > model.max_time:
+                raise BackendUnavailable(f"the model takes sequences of at most {model.max_time} frames but "
+                                         f"DEEPFAKE_NUM_FRAMES is {self.settings.num_frames}")
+            self.model = model
         return self.model
 
 

@@ -1,8 +1,13 @@
-"""Find the largest face in each sampled frame and cut it out at the model's input size.
+"""Find the largest face in each sampled frame and cut out the model's input as its profile says.
 
-MediaPipe's BlazeFace short-range detector first (model 0 of the seed, min confidence 0.5), the
-OpenCV Haar cascade as fallback. Both hold per-thread state (neither is documented thread-safe),
-so each worker thread of the pool gets its own instances, made once and reused.
+The crops are the ones the original service would have made for the same frame, because a
+checkpoint only gives the answers it was trained to give on those: MediaPipe's BlazeFace
+short-range detector (model 0 of the seed, min confidence 0.5) on the full contiguous RGB frame,
+the OpenCV Haar cascade as fallback on the full-resolution grey frame, the largest box clamped to
+the frame, and the resize the profile names (the current family's: Pillow bilinear, which
+antialiases when shrinking, as torchvision's ``Resize`` on a PIL image did). Both detectors hold
+per-thread state (neither is documented thread-safe), so each worker thread of the pool gets its
+own instances, made once and reused.
 """
 
 from __future__ import annotations
@@ -15,19 +20,28 @@ import cv2
 import mediapipe as mp
 import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
+from PIL import Image
 
+from model_contract import PreprocessingProfile
 from preprocess_service.face_model import verified
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
-HAAR_MAX_SIDE = 320  # Haar on a downscaled frame: ~4x faster and far fewer false boxes (NOTES.md)
 
 
 @dataclass
 class FaceCrops:
-    positions: list[int]  # frame positions (keys of SampledVideo.frames) that hold a face, in order
-    crops: np.ndarray  # [len(positions), S, S, 3] uint8 RGB
-    boxes: dict[int, Box]
-    detector_used: dict[int, str]  # "mediapipe" or "haar", per position
+    positions: list[int]  # frame positions (keys of SampledVideo.frames) the model scores, in order
+    crops: np.ndarray  # [len(positions), S, S, 3] uint8 RGB: faces, or whole frames for full_frame profiles
+    boxes: dict[int, Box]  # the largest face per position where one was found
+    detector_used: dict[int, str]  # "mediapipe" or "haar", per position with a box
+
+
+def resize(image: np.ndarray, size: int, method: str) -> np.ndarray:
+    """``pil_bilinear`` is torchvision's ``Resize((S, S))`` on a PIL image exactly (Pillow's bilinear
+    filter widens with the scale, i.e. antialiases); ``cv2_linear`` samples 4 pixels, no antialias."""
+    if method == "pil_bilinear":
+        return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def _largest(boxes: list[Box]) -> Box | None:
@@ -45,13 +59,14 @@ def _clamp(box: Box, width: int, height: int, margin: float) -> Box | None:
 class FaceDetector:
     """Largest-face boxes from BlazeFace, then Haar; one instance serves the whole app."""
 
-    def __init__(self, model_path: Path, min_confidence: float = 0.5, margin: float = 0.0) -> None:
+    def __init__(self, model_path: Path, min_confidence: float = 0.5, margin: float = 0.0, haar_max_side: int = 0) -> None:
         self._options = vision.FaceDetectorOptions(
             base_options=BaseOptions(model_asset_path=str(verified(model_path))),
             running_mode=vision.RunningMode.IMAGE,
             min_detection_confidence=min_confidence,
         )
         self._margin = margin
+        self._haar_max_side = haar_max_side  # 0: full frame, as the original; > 0: faster, other boxes
         self._local = threading.local()
         self._all_mediapipe: list = []
         self._lock = threading.Lock()
@@ -74,13 +89,14 @@ class FaceDetector:
         return cascade
 
     def detect_mediapipe(self, rgb: np.ndarray) -> Box | None:
-        result = self._mediapipe().detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))  # it ignores strides
+        result = self._mediapipe().detect(image)
         boxes = [(d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height)
                  for d in result.detections]
         return _largest(boxes)
 
     def detect_haar(self, rgb: np.ndarray) -> Box | None:
-        scale = min(1.0, HAAR_MAX_SIDE / max(rgb.shape[:2]))
+        scale = min(1.0, self._haar_max_side / max(rgb.shape[:2])) if self._haar_max_side else 1.0
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if scale < 1.0:
             gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -97,19 +113,25 @@ class FaceDetector:
                 return box, name
         return None
 
-    def crop_faces(self, frames: dict[int, np.ndarray], size: int) -> FaceCrops:
-        """Crops for every frame with a face; frames without one are left out, never centre-filled."""
+    def crop(self, frames: dict[int, np.ndarray], profile: PreprocessingProfile) -> FaceCrops:
+        """Model inputs per the profile. ``face``: frames without a face are left out, never
+        centre-filled (the original's fallback, which its own notes asked to remove). ``full_frame``:
+        every frame is scored; faces are still looked for, as evidence to show."""
         positions, crops, boxes, used = [], [], {}, {}
         for position in sorted(frames):
-            found = self.find(frames[position])
-            if found is None:
+            frame = frames[position]
+            found = self.find(frame)
+            if found is not None:
+                boxes[position], used[position] = found
+            if profile.crop == "full_frame":
+                crops.append(resize(frame, profile.size, profile.resize))
+            elif found is not None:
+                x, y, w, h = found[0]
+                crops.append(resize(frame[y:y + h, x:x + w], profile.size, profile.resize))
+            else:
                 continue
-            (x, y, w, h), name = found
-            face = frames[position][y:y + h, x:x + w]
-            crops.append(cv2.resize(face, (size, size), interpolation=cv2.INTER_LINEAR))
             positions.append(position)
-            boxes[position], used[position] = (x, y, w, h), name
-        stacked = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+        stacked = np.stack(crops) if crops else np.zeros((0, profile.size, profile.size, 3), np.uint8)
         return FaceCrops(positions, stacked, boxes, used)
 
     def close(self) -> None:

@@ -1,9 +1,10 @@
-"""analyse(path) → Analysis: decode → faces → one backbone pass → temporal head → aggregate.
+"""analyse(path) → Analysis: decode → crops → one backbone pass → temporal head → verdicts.
 
-CPU stages (decode, face detection) run in a bounded thread pool so the event loop stays free.
-Per video there is exactly one backbone call over its distinct face crops; the verdict is the
-temporal head over the whole face sequence, the per-frame scores the same head over each frame
-alone (one batched call of one-frame sequences). The two head calls run concurrently.
+CPU stages (decode, face detection, crops) run in a bounded thread pool so the event loop stays
+free. Per video there is exactly one backbone call over its distinct crops; the ``sequence``
+verdict is the temporal head over the whole sequence, the per-frame scores the same head over each
+frame alone (one batched call of one-frame sequences, as the original scored frames), and the
+``original`` verdict is read off those. The two head calls run concurrently.
 """
 
 from __future__ import annotations
@@ -17,28 +18,9 @@ from pathlib import Path
 from preprocess_service.errors import NoFaceDetected
 from preprocess_service.faces import FaceCrops, FaceDetector
 from preprocess_service.inference import InferenceBackend, ModelInfo
+from preprocess_service.scoring import FrameScore, Rule, Verdict, original_verdict, sequence_verdict, spread_positions
 from preprocess_service.settings import Settings
 from preprocess_service.video import SampledVideo, read_video
-
-LABELS = ("FAKE", "REAL")  # index 0 = FAKE, as the exported models
-
-
-@dataclass
-class FrameScore:
-    frame_index: int
-    frame_time_sec: float
-    p_fake: float | None  # None: no face in this frame
-
-    @property
-    def label(self) -> str:
-        if self.p_fake is None:
-            return "NO_FACE"
-        return LABELS[0] if self.p_fake >= 0.5 else LABELS[1]
-
-    @property
-    def confidence(self) -> float | None:
-        """The seed's convention: the winning class's probability x 100."""
-        return None if self.p_fake is None else round(100 * max(self.p_fake, 1 - self.p_fake), 2)
 
 
 @dataclass
@@ -46,17 +28,18 @@ class Analysis:
     video: SampledVideo
     faces: FaceCrops
     frames: list[FrameScore]  # one per sampled index (N), in order
-    p_fake: float
+    verdicts: dict[Rule, Verdict]  # every rule, always
+    rule: Rule  # the one that fills result / confidence / p_fake
     timings: dict[str, float]
     model: ModelInfo
 
     @property
-    def label(self) -> str:
-        return LABELS[0] if self.p_fake >= 0.5 else LABELS[1]
+    def verdict(self) -> Verdict:
+        return self.verdicts[self.rule]
 
-    @property
-    def confidence(self) -> float:
-        return round(100 * max(self.p_fake, 1 - self.p_fake), 2)
+    def display_positions(self, count: int) -> list[int]:
+        """The original's display frames (sample positions 0, 10, 20, 29 of 30 for 4), each once."""
+        return sorted({self.frames[i].frame_index for i in spread_positions(len(self.frames), count)})
 
 
 class Analyzer:
@@ -67,15 +50,15 @@ class Analyzer:
         s = self._settings
         return read_video(path, s.num_frames, s.min_frames, s.max_video_pixels, s.max_video_frames)
 
-    def _faces(self, video: SampledVideo, size: int) -> FaceCrops:
-        return self._detector.crop_faces({position: frame.rgb for position, frame in video.frames.items()}, size)
+    def _crops(self, video: SampledVideo, model: ModelInfo) -> FaceCrops:
+        return self._detector.crop({position: frame.rgb for position, frame in video.frames.items()}, model.preprocessing)
 
     async def analyse(self, path: Path, model: ModelInfo) -> Analysis:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         video = await loop.run_in_executor(self._pool, self._read, path)
         decoded = time.perf_counter()
-        faces = await loop.run_in_executor(self._pool, self._faces, video, model.input_size)
+        faces = await loop.run_in_executor(self._pool, self._crops, video, model)
         if not faces.positions:
             raise NoFaceDetected(f"no face was found in any of the {len(video.frames)} sampled frames")
         found = time.perf_counter()
@@ -91,14 +74,8 @@ class Analyzer:
 
         p_fake_of = {position: float(frame_probabilities[row, 0]) for position, row in row_of.items()}
         frames = [FrameScore(i, video.frames[i].frame_time_sec, p_fake_of.get(i)) for i in video.sample_indices]
+        verdicts: dict[Rule, Verdict] = {"sequence": sequence_verdict(float(video_probabilities[0, 0]), frames),
+                                         "original": original_verdict(frames)}
         timings = {"decode": decoded - started, "faces": found - decoded, "inference": inferred - found,
                    "total": inferred - started}
-        return Analysis(video, faces, frames, float(video_probabilities[0, 0]), timings, model)
-
-
-def display_positions(analysis: Analysis, count: int) -> list[int]:
-    """``count`` evenly spaced frames among those with a face (the seed showed 4)."""
-    with_face = analysis.faces.positions
-    if not with_face or count <= 0:
-        return []
-    return sorted({with_face[int(len(with_face) * i / count)] for i in range(min(count, len(with_face)))})
+        return Analysis(video, faces, frames, verdicts, self._settings.verdict, timings, model)

@@ -29,6 +29,8 @@ class FrameRow(BaseModel):
     confidence: float | None = Field(description="winning class probability x 100; null without a face")
     label: str = Field(description="FAKE, REAL, or NO_FACE")
     p_fake: float | None = None
+    detector: str | None = Field(None, description="mediapipe or haar; null without a face")
+    box: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height in the upright frame")
 
 
 class StageTimes(BaseModel):
@@ -38,17 +40,38 @@ class StageTimes(BaseModel):
     total: float
 
 
+class PreprocessingModel(BaseModel):
+    name: str
+    crop: str = Field(description="face (the largest face's box) or full_frame")
+    size: int
+    resize: str = Field(description="pil_bilinear (as torchvision's Resize on PIL) or cv2_linear")
+    channel_order: str
+    normalisation: str
+
+
 class ModelInfoModel(BaseModel):
     family: str
     untrained_demo: bool = Field(description="true: random demo weights, the verdict means nothing")
     backend: str
     checkpoint_sha256: str
+    architecture: dict[str, str] = Field(description="sizes read from the checkpoint, and the export's choices "
+                                         "(num_heads, activation, batch_first)")
+    preprocessing: PreprocessingModel
+
+
+class VerdictModel(BaseModel):
+    result: str = Field(description="FAKE or REAL")
+    confidence: float = Field(description="winning class probability x 100 (original: mean over its frames)")
+    p_fake: float
+    frame_indices: list[int] = Field(description="the frames this rule looked at")
 
 
 class PredictResponse(BaseModel):
-    result: str = Field(description="FAKE or REAL")
+    result: str = Field(description="FAKE or REAL, by the rule in verdict_rule")
     confidence: float = Field(description="winning class probability x 100")
     p_fake: float
+    verdict_rule: str = Field(description="sequence or original (DEEPFAKE_VERDICT)")
+    verdicts: dict[str, VerdictModel] = Field(description="every rule's verdict, whichever fills result")
     processing_time_sec: float
     filename: str
     sha256_hex: str
@@ -66,6 +89,7 @@ class PredictResponse(BaseModel):
 class PredictCsvResponse(BaseModel):
     filename: str
     frames_csv: list[FrameRow]
+    model: ModelInfoModel
 
 
 class SignResponse(BaseModel):

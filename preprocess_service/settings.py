@@ -10,6 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from preprocess_service.face_model import DEFAULT_PATH as DEFAULT_FACE_MODEL
+from preprocess_service.scoring import Rule
 
 Backend = Literal["embedded", "triton-http", "triton-grpc"]
 
@@ -35,6 +36,10 @@ class Settings(BaseSettings):
     face_model_path: Path = DEFAULT_FACE_MODEL
     face_min_confidence: float = Field(0.5, ge=0, le=1)
     face_margin: float = Field(0.0, ge=0, le=1, description="box growth on each side, as a fraction (seed: 0)")
+    face_haar_max_side: int = Field(0, ge=0, description="Haar fallback on a frame shrunk to this side: ~4x faster, "
+                                    "but other boxes than the original's; 0 = full frame, as the original")
+    verdict: Rule = Field("sequence", description="rule behind result/confidence/p_fake: sequence (the temporal "
+                          "model over all faces) or original (the seed's vote of 4 frames scored alone)")
     max_video_pixels: int = Field(3840 * 2160, description="larger frames are refused before decoding")
     max_video_frames: int = Field(100_000, description="longer videos are refused before decoding")
 

@@ -153,9 +153,12 @@ def _plan(timeline: _Timeline, targets: list[int]) -> list[tuple[int | None, int
 
 
 def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """Contiguous, always: ``to_ndarray`` returns rows padded to the decoder's aligned stride whenever
+    width x 3 bytes is not aligned (widths 270, 290, 360, 540, 854, 1080 ...: most phone videos), and
+    MediaPipe's ``mp.Image`` reads a buffer as if it were contiguous, finding no face at all."""
     rgb = frame.to_ndarray(format="rgb24")
     quarter_turns = round((frame.rotation or 0) / 90) % 4  # display matrix angle, counter-clockwise
-    return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns)) if quarter_turns else rgb
+    return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns) if quarter_turns else rgb)
 
 
 def _decode(path: Path, timeline: _Timeline, targets: list[int]) -> tuple[dict[int, SampledFrame], int, int]:

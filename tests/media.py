@@ -81,3 +81,22 @@ def zero_size_video(path: Path) -> Path:
         data[position + 2] = 0
     path.write_bytes(bytes(data))
     return path
+
+
+def face_in_frame(width: int, height: int) -> np.ndarray:
+    """The astronaut's head and shoulders fitted into a ``width`` x ``height`` frame on grey, framed as a
+    phone's selfie video frames a face."""
+    head = data.astronaut()[0:300, 90:330]  # 240 x 300: hair to shoulders
+    scale = min(width / head.shape[1], height / head.shape[0])
+    fitted = cv2.resize(head, (int(head.shape[1] * scale), int(head.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    frame = np.full((height, width, 3), 96, np.uint8)
+    top, left = (height - fitted.shape[0]) // 2, (width - fitted.shape[1]) // 2
+    frame[top:top + fitted.shape[0], left:left + fitted.shape[1]] = fitted
+    return frame
+
+
+def phone_sized_video(path: Path, width: int, portrait: bool, count: int = 12) -> Path:
+    """H.264 at a phone's width, 16:9 either way; widths like 270 or 854 give padded decoder rows."""
+    other = int(round(width * (16 / 9 if portrait else 9 / 16) / 2)) * 2
+    frames = [np.roll(face_in_frame(width, other), shift, axis=1) for shift in range(0, 2 * count, 2)]
+    return write_video(path, frames)

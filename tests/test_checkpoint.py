@@ -80,7 +80,7 @@ def _bad_file(tmp_path: Path, case: str, weights: dict) -> Path:
     ("not_a_dict", ["expected a state dict", "list"]),
     ("not_tensors", ["not tensors", "epoch"]),
     ("unknown_family", ["cannot tell the model family", "encoder.weight"]),
-    ("missing_key", ["1 missing keys", "fc2.weight", "attention (heads=4, activation=gelu)"]),
+    ("missing_key", ["1 missing keys", "fc2.weight", "attention (lstm_hidden=512", "num_heads=4, activation=gelu"]),
     ("unexpected_key", ["1 unexpected keys", "fc3.weight"]),
     ("wrong_shape", ["wrong shape", "fc2.weight (3, 512) (expected (2, 512))"]),
 ])
@@ -111,10 +111,10 @@ def test_heads_that_do_not_divide_the_channels_are_refused(attention_file, capsy
 
 
 def test_legacy_lstm_is_sized_from_the_keys_bias_trap_included(tmp_path):
-    from export.architectures import LegacyDetector, LegacyLSTMShape
+    from export.architectures import LegacyDetector, LegacyShape
 
     torch.manual_seed(0)
-    no_bias = LegacyDetector(LegacyLSTMShape(hidden_size=2048, bidirectional=True, bias=False)).state_dict()
+    no_bias = LegacyDetector(LegacyShape(hidden_size=2048, bidirectional=True, bias=False)).state_dict()
     path = tmp_path / "legacy_no_bias.pth"
     torch.save(no_bias, path)
     loaded = load_checkpoint(path)

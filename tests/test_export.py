@@ -44,10 +44,10 @@ def test_checkpoint_round_trips_through_export(tmp_path, family, layout):
     rows = export_repository(loaded, tmp_path / "repo")
     assert all(row.ok for row in rows) and len(rows) == 1 + len(parity.BATCHES) * len(parity.TIMES)
 
-    size = source.input_size
+    size = loaded.input_size
     faces = np.random.default_rng(0).integers(0, 256, (5, size, size, 3), dtype=np.uint8)
     with torch.no_grad():
-        expected = torch.softmax(source(normalise(torch.from_numpy(faces))[None]), -1)[0].numpy()
+        expected = torch.softmax(source(normalise(torch.from_numpy(faces), loaded.preprocessing)[None]), -1)[0].numpy()
     np.testing.assert_allclose(onnx_probabilities(tmp_path / "repo", faces), expected, atol=1e-5)
 
     config = parse_config(tmp_path / "repo/deepfake_backbone/config.pbtxt")

@@ -53,10 +53,18 @@ def test_seed_video_prediction(service, seed_videos, name):
     assert 50 <= body["confidence"] <= 100
     assert body["frames_analyzed"] == 30 and len(body["frames_csv_indices"]) == 30
     assert body["frames_with_face"] >= 20, "faces are found on most sampled frames (25 to 30 here)"
-    assert len(body["frames_for_display"]) == 4 and len(body["cropped_faces"]) == 4
+    shown = [body["frames_csv_indices"][i] for i in (0, 10, 20, 29)]  # the original's display frames
+    assert [frame["frame_index"] for frame in body["frames_for_display"]] == shown
+    assert {face["frame_index"] for face in body["cropped_faces"]} <= set(shown)
     assert all(frame["url"] is None for frame in body["frames_for_display"])  # no artefacts by default
-    assert body["model"] == {"family": "attention", "untrained_demo": True, "backend": "embedded",
-                             "checkpoint_sha256": "none (untrained demo, seed 0)"}
+    model = body["model"]
+    assert (model["family"], model["untrained_demo"], model["backend"]) == ("attention", True, "embedded")
+    assert model["checkpoint_sha256"] == "none (untrained demo, seed 0)"
+    assert model["preprocessing"] == {"name": "attention-default", "crop": "face", "size": 180,
+                                      "resize": "pil_bilinear", "channel_order": "rgb", "normalisation": "imagenet"}
+    assert model["architecture"]["num_heads"] == "4" and model["architecture"]["activation"] == "gelu"
+    assert set(body["verdicts"]) == {"sequence", "original"} and body["verdict_rule"] == "sequence"
+    assert body["result"] == body["verdicts"]["sequence"]["result"]
     stages = body["stage_times_sec"]
     assert stages["total"] >= stages["decode"] + stages["faces"] + stages["inference"] - 1e-3
     metadata = body["metadata"]
@@ -81,6 +89,10 @@ def test_predict_csv_json_and_csv_agree(service, seed_videos):
         assert len(table) == 30
         assert [int(r["frame_index"]) for r in table] == [r["frame_index"] for r in rows]
         assert [r["label"] for r in table] == [r["label"] for r in rows]
+        assert {r["model_preprocessing"] for r in table} == {"attention-default"}
+        assert {r["model_untrained_demo"] for r in table} == {"true"}
+        assert "num_heads=4" in table[0]["model_architecture"]
+    assert as_json["model"]["preprocessing"]["name"] == "attention-default"
 
 
 def test_display_frames_carry_the_same_scores_as_the_csv(service, videos):
@@ -96,6 +108,17 @@ def test_synthetic_face_video_finds_the_face_on_every_frame(service, videos):
     assert {face["detector"] for face in body["cropped_faces"]} == {"mediapipe"}
     x, y, w, h = body["cropped_faces"][0]["box"]
     assert 60 <= w <= 200 and 60 <= h <= 200  # the astronaut's face, not the whole frame
+
+
+@pytest.mark.parametrize("portrait", [True, False], ids=["portrait", "landscape"])
+@pytest.mark.parametrize("width", [270, 290, 360, 540, 854, 1080])
+def test_mediapipe_finds_the_face_at_phone_widths(service, tmp_path, width, portrait):
+    """Widths whose RGB rows the decoder pads: MediaPipe must get contiguous frames, or it sees no face
+    and the Haar fallback answers (boxes on torsos and legs)."""
+    video = media.phone_sized_video(tmp_path / f"{width}.mp4", width, portrait)
+    response = post_file(service, video, "/predict_csv/")
+    assert response.status_code == 200, response.text
+    assert [row["detector"] for row in response.json()["frames_csv"]] == ["mediapipe"] * 30
 
 
 def test_odd_frame_size_is_analysed(service, videos):
@@ -147,6 +170,8 @@ def test_health_readiness_and_metrics(service, videos):
     assert httpx.get(service + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(service + "/readyz")
     assert ready.status_code == 200 and ready.json()["untrained_demo"] is True
+    assert ready.json()["model"]["preprocessing"]["name"] == "attention-default"
+    assert ready.json()["verdict_rule"] == "sequence"
     post_file(service, videos["face"])
     metrics = httpx.get(service + "/metrics").text
     assert 'deepfake_requests_total{route="/predict/",status="200"}' in metrics

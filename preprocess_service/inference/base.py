@@ -8,10 +8,13 @@ the models' ``max_batch_size`` are split here, once, for every backend.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol
 
 import numpy as np
+
+from model_contract import CHECKPOINT_SHA256, FAMILY, MAX_TIME, UNTRAINED_DEMO, PreprocessingProfile
+from preprocess_service.errors import BackendUnavailable
 
 
 @dataclass(frozen=True)
@@ -23,15 +26,29 @@ class ModelInfo:
     untrained_demo: bool
     checkpoint_sha256: str
     backend: str
+    preprocessing: PreprocessingProfile
+    architecture: dict[str, str] = field(default_factory=dict)  # sizes read from the checkpoint, heads, ...
+    max_time: int | None = None  # longest sequence the temporal head takes (None: no limit)
 
     @classmethod
     def from_parameters(cls, parameters: dict[str, str], input_size: int, backend: str) -> "ModelInfo":
+        preprocessing = PreprocessingProfile.from_parameters(parameters, input_size)
+        if preprocessing.size != input_size:
+            raise BackendUnavailable(f"the model takes {input_size} px but its preprocessing profile says "
+                                     f"{preprocessing.size}: re-export it")
+        recorded_elsewhere = {FAMILY, CHECKPOINT_SHA256, UNTRAINED_DEMO, MAX_TIME, "input_size"}
+        architecture = {key: value for key, value in parameters.items()
+                        if key not in recorded_elsewhere and not key.startswith("preprocessing")}
+        max_time = parameters.get(MAX_TIME, "none")
         return cls(
-            family=parameters.get("family", "unknown"),
+            family=parameters.get(FAMILY, "unknown"),
             input_size=input_size,
-            untrained_demo=parameters.get("untrained_demo", "false") == "true",
-            checkpoint_sha256=parameters.get("checkpoint_sha256", "unknown"),
+            untrained_demo=parameters.get(UNTRAINED_DEMO, "false") == "true",
+            checkpoint_sha256=parameters.get(CHECKPOINT_SHA256, "unknown"),
             backend=backend,
+            preprocessing=preprocessing,
+            architecture=architecture,
+            max_time=int(max_time) if max_time.isdigit() else None,
         )
 
 

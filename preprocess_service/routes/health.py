@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from preprocess_service.dependencies import Services, get_services
 from preprocess_service.errors import BackendUnavailable
+from preprocess_service.presenter import model_block
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +25,8 @@ async def readyz(services: Services = Depends(get_services)) -> dict:
     if not await services.backend.ready():
         raise BackendUnavailable(f"{services.backend.name}: models not ready")
     return {"status": "ready", "backend": services.backend.name, "family": model.family,
-            "untrained_demo": model.untrained_demo}
+            "untrained_demo": model.untrained_demo, "verdict_rule": services.settings.verdict,
+            "model": model_block(model).model_dump()}
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -1,0 +1,29 @@
+"""The contract between an exported model and whoever serves or calls it, with no torch in it.
+
+``export/`` writes models that keep it; ``preprocess_service/`` reads it back from the served
+model's parameters (config.pbtxt) or ONNX metadata. Names here are on the wire and in users'
+model repositories: change none of them without a new model version.
+"""
+
+from __future__ import annotations
+
+from model_contract.preprocessing import PROFILES, PreprocessingProfile, default_profile
+
+BACKBONE_MODEL = "deepfake_backbone"
+TEMPORAL_MODEL = "deepfake_temporal"
+BACKBONE_INPUT, BACKBONE_OUTPUT = "faces", "features"  # uint8 [n, S, S, 3] RGB -> float32 [n, FEATURE_DIM]
+TEMPORAL_INPUT, TEMPORAL_OUTPUTS = "features", ("probabilities", "logits")  # [b, t, FEATURE_DIM] -> [b, 2]
+FEATURE_DIM = 2048  # ResNeXt50's pooled features, both families
+LABELS = ("FAKE", "REAL")  # index 0 = FAKE, 1 = REAL, as the original
+LABELS_FILE = "labels.txt"
+DEFAULT_MAX_BATCH = 64
+
+# Keys of the model parameters every export records (config.pbtxt ``parameters``, ONNX metadata).
+# Architecture keys (lstm_hidden, num_heads, ...) are recorded beside them and shown as they are.
+FAMILY, CHECKPOINT_SHA256, UNTRAINED_DEMO, MAX_TIME = "family", "checkpoint_sha256", "untrained_demo", "max_time"
+
+__all__ = [
+    "BACKBONE_INPUT", "BACKBONE_MODEL", "BACKBONE_OUTPUT", "CHECKPOINT_SHA256", "DEFAULT_MAX_BATCH", "FAMILY",
+    "FEATURE_DIM", "LABELS", "LABELS_FILE", "MAX_TIME", "PROFILES", "PreprocessingProfile", "TEMPORAL_INPUT",
+    "TEMPORAL_MODEL", "TEMPORAL_OUTPUTS", "UNTRAINED_DEMO", "default_profile",
+]
