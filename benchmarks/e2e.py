@@ -59,7 +59,7 @@ class ServiceProcess:
     def __init__(self, backend: str, repository: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         env = {**os.environ, "DEEPFAKE_BACKEND": backend, "DEEPFAKE_MODEL_REPOSITORY": str(repository),
-               "DEEPFAKE_MAX_PENDING": "64", **(extra_env or {})}
+               "DEEPFAKE_MAX_IN_FLIGHT": "64", **(extra_env or {})}
         self.process = subprocess.Popen([sys.executable, "-m", "preprocess_service", "--port", str(self.port)],
                                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"

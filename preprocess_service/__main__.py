@@ -25,8 +25,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.triton_url:
         grpc = (args.backend or os.environ.get("DEEPFAKE_BACKEND", "")) == "triton-grpc"
         os.environ["DEEPFAKE_TRITON_GRPC_URL" if grpc else "DEEPFAKE_TRITON_HTTP_URL"] = args.triton_url
+    from preprocess_service.settings import get_settings
+
+    # A bounded drain: on SIGTERM, requests in flight get this long, then the process exits anyway
+    # (a stalled upload must not keep a pod terminating forever).
     uvicorn.run("preprocess_service.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="info")
+                workers=args.workers, log_level="info", timeout_graceful_shutdown=get_settings().shutdown_drain_s)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from preprocess_service import artifacts
+from preprocess_service.access import access_policy
 from preprocess_service.dependencies import Services
 from preprocess_service.errors import BackendUnavailable, InvalidRequest, ServiceError
 from preprocess_service.faces import FaceDetector
@@ -23,7 +28,7 @@ from preprocess_service.metrics import Metrics, RequestCounter
 from preprocess_service.pipeline import Analyzer
 from preprocess_service.routes import health, integrity, predict
 from preprocess_service.schemas import ErrorResponse
-from preprocess_service.settings import Settings, get_settings
+from preprocess_service.settings import Settings, deprecated_names_in, get_settings
 
 log = logging.getLogger("deepfake")
 
@@ -36,6 +41,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, error: ServiceError) -> JSONResponse:
         return _error(error.status_code, error.code, error.message, error.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        """404, 405 and the like from the framework, in the same body as every other error."""
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return _error(error.status_code, code, str(error.detail), getattr(error, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -53,13 +64,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        for warning in deprecated_names_in(os.environ):
+            log.warning(warning)
         backend = make_backend(settings)
         detector = FaceDetector(settings.face_model_path, settings.face_min_confidence, settings.face_margin,
                                 settings.face_haar_max_side)
-        pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="cpu-stage")
+        pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="cpu-stage")
         services = Services(settings=settings, backend=backend, detector=detector, pool=pool,
                             analyzer=Analyzer(settings, detector, backend, pool),
-                            signer=load_signer(settings.signing_key, settings.keys_dir), metrics=metrics)
+                            signer=load_signer(settings.signing_key, settings.keys_dir, settings.previous_keys_dir), metrics=metrics,
+                            access=access)
         with contextlib.suppress(BackendUnavailable):  # not ready yet: /readyz says so, requests retry
             await services.model_info()
         app.state.services = services
@@ -75,12 +89,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             detector.close()
 
     metrics = Metrics()
-    app = FastAPI(
+    access = access_policy(settings.api_keys, settings.require_api_key, settings.rate_limit,
+                           settings.signing_rate_limit)  # a bad key list fails here, at start-up
+    app = FastAPIOffline(  # Swagger UI and ReDoc served from the installed package, no CDN
+
         title="Deepfake detection",
         description="Upload a short video: FAKE or REAL, with confidence, per-frame evidence and a signature.",
         version="0.1.0",
         lifespan=lifespan,
-        responses={code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)},
+        responses={code: {"model": ErrorResponse} for code in (400, 401, 408, 413, 415, 422, 429, 503)},
     )
     _install_error_handlers(app)
     app.include_router(predict.router)
@@ -90,4 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
         app.mount(artifacts.URL_PREFIX, StaticFiles(directory=settings.artifacts_dir), name="artifacts")
     app.add_middleware(RequestCounter, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
     return app

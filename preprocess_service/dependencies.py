@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
 
+from preprocess_service.access import AccessPolicy
 from preprocess_service.errors import BackendUnavailable, Overloaded
 from preprocess_service.faces import FaceDetector
 from preprocess_service.inference import InferenceBackend, ModelInfo
@@ -15,7 +17,7 @@ from preprocess_service.integrity import Signer
 from preprocess_service.metrics import Metrics
 from preprocess_service.pipeline import Analyzer
 from preprocess_service.settings import Settings
-from preprocess_service.uploads import Upload, receive_upload
+from preprocess_service.uploads import ReadLimits, Upload, receive_upload
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Services:
     analyzer: Analyzer
     signer: Signer
     metrics: Metrics
+    access: AccessPolicy
     model: ModelInfo | None = None
     in_flight: int = 0
 
@@ -47,11 +50,12 @@ def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-async def admitted(services: Services = Depends(get_services)) -> AsyncIterator[None]:
-    """A bounded number of analyses at once; past it, 503 + Retry-After before the upload is read."""
-    if services.in_flight >= services.settings.max_pending:
+@asynccontextmanager
+async def _analysis_slot(services: Services) -> AsyncIterator[None]:
+    """A bounded number of uploads in progress at once; past it, 503 + Retry-After before reading."""
+    if services.in_flight >= services.settings.max_in_flight:
         services.metrics.rejected.inc()
-        raise Overloaded(f"{services.in_flight} analyses are in progress; retry shortly",
+        raise Overloaded(f"{services.in_flight} requests are in progress; retry shortly",
                          headers={"Retry-After": str(services.settings.retry_after_s)})
     services.in_flight += 1
     services.metrics.in_flight.inc()
@@ -62,9 +66,24 @@ async def admitted(services: Services = Depends(get_services)) -> AsyncIterator[
         services.metrics.in_flight.dec()
 
 
+async def admitted(request: Request, services: Services = Depends(get_services)) -> AsyncIterator[None]:
+    """Authorised (where keys are required), within the caller's rate, and within the slots."""
+    services.access.admit(request)
+    async with _analysis_slot(services):
+        yield
+
+
+async def admitted_to_sign(request: Request, services: Services = Depends(get_services)) -> AsyncIterator[None]:
+    """Signing needs a key whenever keys are configured, and has its own, lower rate."""
+    services.access.admit(request, signing=True)
+    async with _analysis_slot(services):
+        yield
+
+
 async def received_upload(request: Request, services: Services = Depends(get_services)) -> AsyncIterator[Upload]:
     settings = services.settings
-    async with receive_upload(request, settings.max_upload_bytes, settings.upload_dir) as upload:
+    limits = ReadLimits(settings.upload_idle_timeout_s, settings.upload_min_rate_kib_s * 1024)
+    async with receive_upload(request, settings.max_upload_bytes, settings.upload_dir, limits) as upload:
         yield upload
 
 

@@ -45,6 +45,18 @@ class VideoTooLarge(ServiceError):
     status_code, code = 422, "video_too_large"
 
 
+class DecodeBudgetExceeded(ServiceError):
+    status_code, code = 422, "decode_budget_exceeded"
+
+
+class UploadTimeout(ServiceError):
+    status_code, code = 408, "upload_timeout"
+
+
+class MalformedUpload(ServiceError):
+    status_code, code = 400, "malformed_multipart"
+
+
 class TooFewFrames(ServiceError):
     status_code, code = 422, "too_few_frames"
 
@@ -55,6 +67,17 @@ class NoFaceDetected(ServiceError):
 
 class InvalidSignature(ServiceError):
     status_code, code = 400, "invalid_signature_encoding"
+
+
+class Unauthorized(ServiceError):
+    status_code, code = 401, "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="deepfake"'})
+
+
+class RateLimited(ServiceError):
+    status_code, code = 429, "rate_limited"
 
 
 class Overloaded(ServiceError):

@@ -1,8 +1,12 @@
-"""Sign and verify a file's SHA-256 with the service's RSA key.
+"""Sign and verify a file's SHA-256 with the service's RSA keys.
 
-RSA-2048, PKCS#1 v1.5 over SHA-256 of the exact bytes: signatures made by the original service
-still verify with its public key. The digest is computed while the upload streams in, so signing
-never reads the file again. The private key comes from a mounted secret (``DEEPFAKE_SIGNING_KEY``)
+A signature is a timestamped attestation: RSA-2048 PKCS#1 v1.5 (SHA-256) over a payload binding
+the file's SHA-256, the signing time and the key id, carried with the time and key id in one
+binary envelope (still plain base64, so clients that pass ``signature_base64`` back unchanged keep
+working). A signature alone over the file's hash — what the original service made — is no proof
+of *when* or by *which* key, so it still verifies, reported as ``legacy``. Several public keys can
+verify (rotation: one active private key, the previous keys' public halves), selected by key id.
+The digest is computed while the upload streams in, so signing never reads the file again. The private key comes from a mounted secret (``DEEPFAKE_SIGNING_KEY``)
 or is generated once into ``DEEPFAKE_KEYS_DIR`` with mode 0600; it is never regenerated while one
 exists (old signatures would stop verifying) and never belongs in the repository.
 """
@@ -12,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -22,25 +28,102 @@ KEY_FILE = "signing_key.pem"
 _PREHASHED = utils.Prehashed(hashes.SHA256())
 
 
+ENVELOPE_MAGIC = b"DFA1"  # deepfake attestation, version 1
+PAYLOAD_PREFIX = b"deepfake-attestation-v1\0"
+
+
+def key_id_of(public_key: rsa.RSAPublicKey) -> str:
+    """SHA-256 of the DER public key: stable, and derivable by anyone holding the key."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def attestation_payload(sha256_digest: bytes, signed_at_ms: int, key_id: str) -> bytes:
+    return PAYLOAD_PREFIX + sha256_digest + signed_at_ms.to_bytes(8, "big") + bytes.fromhex(key_id)
+
+
+@dataclass(frozen=True)
+class Verification:
+    valid: bool
+    kind: str  # "attestation", "legacy" (a bare signature over the file's hash), or "unknown"
+    key_id: str | None = None
+    signed_at: datetime | None = None
+    error: str | None = None
+
+
 class Signer:
-    def __init__(self, private_key: rsa.RSAPrivateKey) -> None:
+    """The active private key, and every public key that may verify (the active one included)."""
+
+    def __init__(self, private_key: rsa.RSAPrivateKey, previous: list[rsa.RSAPublicKey] | None = None) -> None:
         self._private_key = private_key
         self._public_key = private_key.public_key()
-        der = self._public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        self.key_id = hashlib.sha256(der).hexdigest()
-        self.public_pem = self._public_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        self.key_id = key_id_of(self._public_key)
+        self.public_pem = _pem(self._public_key)
         self.signature_length = self._public_key.key_size // 8
+        self.public_keys = {key_id_of(key): key for key in [self._public_key, *(previous or [])]}
 
     def sign(self, sha256_digest: bytes) -> bytes:
+        """A bare signature over the hash (the original's format); kept for interoperability tests."""
         return self._private_key.sign(sha256_digest, padding.PKCS1v15(), _PREHASHED)
 
-    def verify(self, sha256_digest: bytes, signature: bytes) -> bool:
-        try:
-            self._public_key.verify(signature, sha256_digest, padding.PKCS1v15(), _PREHASHED)
-            return True
-        except InvalidSignature:
-            return False
+    def attest(self, sha256_digest: bytes, signed_at: datetime) -> bytes:
+        signed_at_ms = int(signed_at.timestamp() * 1000)
+        payload = attestation_payload(sha256_digest, signed_at_ms, self.key_id)
+        signature = self._private_key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
+        return ENVELOPE_MAGIC + bytes.fromhex(self.key_id) + signed_at_ms.to_bytes(8, "big") + signature
+
+    def verify(self, sha256_digest: bytes, signature: bytes) -> Verification:
+        if signature.startswith(ENVELOPE_MAGIC) and len(signature) > 44:
+            return self._verify_attestation(sha256_digest, signature)
+        for key_id, key in self.public_keys.items():
+            if len(signature) == key.key_size // 8 and _valid(key, signature, sha256_digest, _PREHASHED):
+                return Verification(True, "legacy", key_id)
+        lengths = sorted({key.key_size // 8 for key in self.public_keys.values()})
+        if len(signature) not in lengths:
+            return Verification(False, "unknown", error=f"signature is {len(signature)} bytes; this service's "
+                                f"keys make {' or '.join(map(str, lengths))}-byte signatures or attestations")
+        return Verification(False, "legacy", error="no key of this service made this signature over this file")
+
+    def _verify_attestation(self, sha256_digest: bytes, envelope: bytes) -> Verification:
+        key_id = envelope[4:36].hex()
+        signed_at_ms = int.from_bytes(envelope[36:44], "big")
+        signed_at = datetime.fromtimestamp(signed_at_ms / 1000, timezone.utc)
+        key = self.public_keys.get(key_id)
+        if key is None:
+            return Verification(False, "attestation", key_id, signed_at, error="signed by a key this service does not know")
+        payload = attestation_payload(sha256_digest, signed_at_ms, key_id)
+        if not _valid(key, envelope[44:], payload, hashes.SHA256()):
+            return Verification(False, "attestation", key_id, signed_at,
+                                error="the attestation does not match this file, time and key")
+        return Verification(True, "attestation", key_id, signed_at)
+
+    def public_pems(self) -> dict[str, str]:
+        return {key_id: _pem(key) for key_id, key in self.public_keys.items()}
+
+
+def _valid(key: rsa.RSAPublicKey, signature: bytes, data: bytes, algorithm) -> bool:
+    try:
+        key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        return True
+    except InvalidSignature:
+        return False
+
+
+def _pem(key: rsa.RSAPublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def read_public_keys(folder: Path | None) -> list[rsa.RSAPublicKey]:
+    """Previous keys' public halves (``*.pem``), so their signatures keep verifying after a rotation."""
+    if folder is None or not folder.is_dir():
+        return []
+    keys = []
+    for path in sorted(folder.glob("*.pem")):
+        key = serialization.load_pem_public_key(path.read_bytes())
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise ValueError(f"{path.name} is not an RSA public key")
+        keys.append(key)
+    return keys
 
 
 def _read_key(path: Path) -> rsa.RSAPrivateKey:
@@ -50,12 +133,13 @@ def _read_key(path: Path) -> rsa.RSAPrivateKey:
     return key
 
 
-def load_signer(signing_key: Path | None, keys_dir: Path) -> Signer:
+def load_signer(signing_key: Path | None, keys_dir: Path, previous_keys_dir: Path | None = None) -> Signer:
+    previous = read_public_keys(previous_keys_dir)
     if signing_key is not None:
-        return Signer(_read_key(signing_key))
+        return Signer(_read_key(signing_key), previous)
     path = keys_dir / KEY_FILE
     if path.exists():
-        return Signer(_read_key(path))
+        return Signer(_read_key(path), previous)
     keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
@@ -67,7 +151,7 @@ def load_signer(signing_key: Path | None, keys_dir: Path) -> Signer:
             stream.write(pem)
         os.link(temporary, path)
     except FileExistsError:
-        return Signer(_read_key(path))
+        return Signer(_read_key(path), previous)
     finally:
         os.unlink(temporary)
-    return Signer(key)
+    return Signer(key, previous)

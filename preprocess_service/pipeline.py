@@ -20,7 +20,7 @@ from preprocess_service.faces import FaceCrops, FaceDetector
 from preprocess_service.inference import InferenceBackend, ModelInfo
 from preprocess_service.scoring import FrameScore, Rule, Verdict, original_verdict, sequence_verdict, spread_positions
 from preprocess_service.settings import Settings
-from preprocess_service.video import SampledVideo, read_video
+from preprocess_service.video import DecodeBudget, SampledVideo, read_video
 
 
 @dataclass
@@ -48,7 +48,8 @@ class Analyzer:
 
     def _read(self, path: Path) -> SampledVideo:
         s = self._settings
-        return read_video(path, s.num_frames, s.min_frames, s.max_video_pixels, s.max_video_frames)
+        budget = DecodeBudget(s.max_video_pixels, s.max_decoded_frames, s.max_decode_s)
+        return read_video(path, s.num_frames, s.min_frames, s.max_video_frames, budget)
 
     def _crops(self, video: SampledVideo, model: ModelInfo) -> FaceCrops:
         return self._detector.crop({position: frame.rgb for position, frame in video.frames.items()}, model.preprocessing)

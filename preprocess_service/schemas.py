@@ -95,17 +95,22 @@ class PredictCsvResponse(BaseModel):
 class SignResponse(BaseModel):
     video_filename: str
     sha256_hex: str
-    signature_base64: str
+    signature_base64: str = Field(description="attestation envelope: key id, signing time (ms) and an RSA "
+                                  "PKCS#1 v1.5 SHA-256 signature binding them to the file's SHA-256")
     signed_at: str
     key_id: str
+    format: str = "attestation-v1"
 
 
 class VerifyResponse(BaseModel):
     video_filename: str
     valid: bool
+    kind: str = Field(description="attestation, legacy (a bare signature over the file hash, as the original "
+                      "made), or unknown")
     sha256_hex: str
     verified_at: str
-    key_id: str
+    key_id: str | None = Field(None, description="the key the signature names or was verified with")
+    signed_at: str | None = Field(None, description="the signing time the attestation binds")
     error: str | None = None
 
 
@@ -113,6 +118,11 @@ class PublicKeyResponse(BaseModel):
     key_id: str
     algorithm: str = "RSA-2048 PKCS#1 v1.5 SHA-256"
     public_key_pem: str
+
+
+class PublicKeysResponse(BaseModel):
+    active_key_id: str
+    keys: list[PublicKeyResponse]
 
 
 class ErrorBody(BaseModel):

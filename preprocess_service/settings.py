@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from preprocess_service.face_model import DEFAULT_PATH as DEFAULT_FACE_MODEL
@@ -16,7 +17,7 @@ Backend = Literal["embedded", "triton-http", "triton-grpc"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DEEPFAKE_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DEEPFAKE_", env_file=None, extra="ignore", populate_by_name=True)
 
     # Inference
     backend: Backend = "embedded"
@@ -40,14 +41,22 @@ class Settings(BaseSettings):
                                     "but other boxes than the original's; 0 = full frame, as the original")
     verdict: Rule = Field("sequence", description="rule behind result/confidence/p_fake: sequence (the temporal "
                           "model over all faces) or original (the seed's vote of 4 frames scored alone)")
-    max_video_pixels: int = Field(3840 * 2160, description="larger frames are refused before decoding")
+    max_video_pixels: int = Field(3840 * 2160, description="larger frames are refused (header and every decoded frame)")
     max_video_frames: int = Field(100_000, description="longer videos are refused before decoding")
+    max_decoded_frames: int = Field(3000, ge=1, description="frames one analysis may decode to reach its samples")
+    max_decode_s: float = Field(20.0, gt=0, description="wall time one analysis may spend demuxing and decoding")
 
     # Uploads and load
     max_upload_mb: float = Field(100.0, gt=0)
+    upload_idle_timeout_s: float = Field(15.0, gt=0, description="no upload byte for this long: 408")
+    upload_min_rate_kib_s: float = Field(32.0, ge=0, description="slower uploads (after 5 s) are cut off with 408")
+    shutdown_drain_s: int = Field(30, ge=1, description="on SIGTERM, requests in flight get this long to finish")
     upload_dir: Path | None = Field(None, description="temporary upload folder (default: the system's)")
-    workers: int = Field(2, ge=1, description="threads for decoding and face detection")
-    max_pending: int = Field(8, ge=1, description="analyses admitted at once; more get 503 + Retry-After")
+    cpu_threads: int = Field(2, ge=1, validation_alias=AliasChoices("DEEPFAKE_CPU_THREADS", "DEEPFAKE_WORKERS"),
+                             description="threads for decoding and face detection (old name: DEEPFAKE_WORKERS)")
+    max_in_flight: int = Field(8, ge=1, validation_alias=AliasChoices("DEEPFAKE_MAX_IN_FLIGHT", "DEEPFAKE_MAX_PENDING"),
+                               description="uploads admitted at once; more get 503 + Retry-After "
+                                           "(old name: DEEPFAKE_MAX_PENDING)")
     retry_after_s: int = 2
 
     # Display artefacts (off by default: nothing is written to disk on the hot path)
@@ -55,13 +64,29 @@ class Settings(BaseSettings):
     artifacts_dir: Path = Path("var/artifacts")
     artifacts_ttl_s: int = 3600
 
+    # Access (see access.py): keys stored hashed, "id:sha256hex,..."; none configured = open (a laptop)
+    api_keys: str = Field("", description="id:sha256-hex entries, comma-separated (a Secret in a cluster)")
+    require_api_key: bool = Field(False, description="with keys configured: needed for every route, not only signing")
+    rate_limit: str = Field("120/minute", description="per API key, else per client address (limits syntax)")
+    signing_rate_limit: str = Field("30/minute", description="signing and verifying, per caller")
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = CORS off")
+
     # Integrity
     signing_key: Path | None = Field(None, description="PEM private key, e.g. a mounted Kubernetes Secret")
     keys_dir: Path = Path("var/keys")
+    previous_keys_dir: Path | None = Field(None, description="public keys (*.pem) rotated out; still verify")
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+
+DEPRECATED_NAMES = {"DEEPFAKE_WORKERS": "DEEPFAKE_CPU_THREADS", "DEEPFAKE_MAX_PENDING": "DEEPFAKE_MAX_IN_FLIGHT"}
+
+
+def deprecated_names_in(environment: Mapping[str, str]) -> list[str]:
+    """Old environment names still read, each with a warning: they named the wrong thing."""
+    return [f"{old} is deprecated; use {new}" for old, new in DEPRECATED_NAMES.items() if old in environment]
 
 
 @lru_cache

@@ -9,6 +9,7 @@ per group of pictures that holds wanted frames, decoding from its keyframe to it
 from __future__ import annotations
 
 import bisect
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from preprocess_service.errors import NotAVideo, NoVideoStream, TooFewFrames, UnreadableVideo, VideoTooLarge
+from preprocess_service.errors import (DecodeBudgetExceeded, NotAVideo, NoVideoStream, TooFewFrames, UnreadableVideo,
+                                       VideoTooLarge)
 
 SEEK_COST_IN_FRAMES = 8  # a seek flushes the decoder: worth a few decoded frames (measured order)
 QUICKTIME_KEYS = {
@@ -73,27 +75,46 @@ class _Timeline:
     keyframe_positions: list[int]  # indices into pts, sorted
 
 
-# Leading bytes of common video containers: a file that has one but will not open is damaged or
-# truncated (422), anything else is not a video at all (415).
-CONTAINER_SIGNATURES = ((4, b"ftyp", "MP4/QuickTime"), (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
-                        (8, b"AVI ", "AVI"), (0, b"FLV", "FLV"), (0, b"OggS", "Ogg"))
+@dataclass(frozen=True)
+class Container:
+    """A container the service opens: FFmpeg's demuxer for it, forced, and the leading bytes that name it."""
+
+    name: str
+    demuxer: str
+    offset: int
+    magics: tuple[bytes, ...]
 
 
-def _container_kind(path: Path) -> str | None:
+# Only these are opened, each with its demuxer forced, so FFmpeg never picks one by content: its
+# playlist, concat, image-sequence and similar demuxers read *other* files named inside the upload
+# (a 41-byte text upload could make the service analyse another file on the server). Phones and
+# cameras write MP4/QuickTime; Matroska/WebM and AVI are what other tools write. A file that starts
+# like one of them but will not open is damaged or truncated (422); anything else is 415.
+CONTAINERS = (
+    Container("MP4/QuickTime", "mov", 4, (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")),
+    Container("Matroska/WebM", "matroska", 0, (b"\x1a\x45\xdf\xa3",)),
+    Container("AVI", "avi", 8, (b"AVI ",)),
+)
+SUPPORTED = ", ".join(container.name for container in CONTAINERS)
+
+
+def container_of(path: Path) -> Container | None:
     with path.open("rb") as stream:
         head = stream.read(16)
-    return next((kind for offset, magic, kind in CONTAINER_SIGNATURES if head[offset:offset + len(magic)] == magic), None)
+    if head[8:12] == b"AVI " and head[:4] != b"RIFF":
+        return None
+    return next((c for c in CONTAINERS if any(head[c.offset:c.offset + len(m)] == m for m in c.magics)), None)
 
 
 def _open(path: Path) -> av.container.InputContainer:
+    container = container_of(path)
+    if container is None:
+        raise NotAVideo(f"not a video file in a supported container ({SUPPORTED})")
     try:
-        return av.open(str(path), mode="r")
+        return av.open(str(path), mode="r", format=container.demuxer)
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as error:
         reason = getattr(error, "strerror", None) or error.__class__.__name__  # never echo the temp path
-        kind = _container_kind(path)
-        if kind:
-            raise UnreadableVideo(f"damaged or truncated {kind} file ({reason})") from error
-        raise NotAVideo(f"not a video file ({reason})") from error
+        raise UnreadableVideo(f"damaged or truncated {container.name} file ({reason})") from error
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
@@ -102,7 +123,8 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
     return container.streams.video[0]
 
 
-def _timeline(container: av.container.InputContainer, stream: av.VideoStream, max_frames: int) -> _Timeline:
+def _timeline(container: av.container.InputContainer, stream: av.VideoStream, max_frames: int,
+              budget: DecodeBudget) -> _Timeline:
     entries = []
     try:
         for packet in container.demux(stream):
@@ -112,6 +134,8 @@ def _timeline(container: av.container.InputContainer, stream: av.VideoStream, ma
             entries.append((timestamp, packet.is_keyframe))
             if len(entries) > max_frames:
                 raise VideoTooLarge(f"the video has more than {max_frames} frames")
+            if len(entries) % 256 == 0:
+                budget.check_time()
     except av.FFmpegError:
         pass  # a truncated file: keep the packets read so far
     entries.sort()
@@ -125,7 +149,7 @@ def _metadata(container, stream, path: Path, timeline: _Timeline, rotation: int)
     count = len(timeline.pts)
     # Mean rate over the real timestamps: right for variable frame rate files too.
     frame_rate = float((count - 1) / (span * time_base)) if span else float(stream.average_rate or 0)
-    duration = float(container.duration / av.time_base) if container.duration else float(count / frame_rate or 0)
+    duration = float(container.duration / av.time_base) if container.duration else (count / frame_rate if frame_rate else 0.0)
     width, height = stream.codec_context.width, stream.codec_context.height
     if rotation % 180:
         width, height = height, width
@@ -161,7 +185,31 @@ def _upright(frame: av.VideoFrame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns) if quarter_turns else rgb)
 
 
-def _decode(path: Path, timeline: _Timeline, targets: list[int]) -> tuple[dict[int, SampledFrame], int, int]:
+@dataclass(frozen=True)
+class DecodeBudget:
+    """What one analysis may spend decoding. The header's frame size proves nothing (a stream can
+    switch to 8K after 64x64 frames), and one long group of pictures at 4K can cost a minute of CPU."""
+
+    max_pixels: int = 3840 * 2160  # every decoded frame, not only the header
+    max_decoded_frames: int = 3000
+    max_seconds: float = 20.0
+    started: float = field(default_factory=time.monotonic)
+
+    def check_time(self) -> None:
+        if time.monotonic() - self.started > self.max_seconds:
+            raise DecodeBudgetExceeded(f"decoding took longer than {self.max_seconds:g} s")
+
+    def check_frame(self, frame: av.VideoFrame, decoded: int) -> None:
+        if frame.width * frame.height > self.max_pixels:
+            raise VideoTooLarge(f"a frame of {frame.width}x{frame.height} exceeds the limit of {self.max_pixels} pixels")
+        if decoded > self.max_decoded_frames:
+            raise DecodeBudgetExceeded(f"reaching the sampled frames needs more than {self.max_decoded_frames} "
+                                       "decoded frames (a very long group of pictures?)")
+        self.check_time()
+
+
+def _decode(path: Path, timeline: _Timeline, targets: list[int],
+            budget: DecodeBudget) -> tuple[dict[int, SampledFrame], int, int]:
     """Wanted frames by position, how many frames were decoded, and the display rotation."""
     position_of = {timeline.pts[i]: i for i in targets}
     first_pts = timeline.pts[0]
@@ -179,6 +227,7 @@ def _decode(path: Path, timeline: _Timeline, targets: list[int]) -> tuple[dict[i
                     container.seek(timeline.pts[start], stream=stream, backward=True)
                 for frame in container.decode(stream):
                     decoded += 1
+                    budget.check_frame(frame, decoded)
                     rotation = int(frame.rotation or 0)
                     position = position_of.get(frame.pts)
                     if position is not None and position not in frames:
@@ -191,8 +240,10 @@ def _decode(path: Path, timeline: _Timeline, targets: list[int]) -> tuple[dict[i
     return frames, decoded, rotation
 
 
-def read_video(path: Path, num_frames: int, min_frames: int = 2, max_pixels: int = 3840 * 2160,
-               max_frames: int = 100_000) -> SampledVideo:
+def read_video(path: Path, num_frames: int, min_frames: int = 2, max_frames: int = 100_000,
+               budget: DecodeBudget | None = None) -> SampledVideo:
+    budget = budget or DecodeBudget()
+    max_pixels = budget.max_pixels
     with _open(path) as container:
         stream = _video_stream(container)
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -200,11 +251,11 @@ def read_video(path: Path, num_frames: int, min_frames: int = 2, max_pixels: int
             raise UnreadableVideo(f"the video stream has no picture size ({width}x{height})")
         if width * height > max_pixels:
             raise VideoTooLarge(f"frames of {width}x{height} exceed the limit of {max_pixels} pixels")
-        timeline = _timeline(container, stream, max_frames)
+        timeline = _timeline(container, stream, max_frames, budget)
         if len(timeline.pts) < min_frames:
             raise TooFewFrames(f"the video has {len(timeline.pts)} frame(s); at least {min_frames} are needed")
         indices = sample_indices(len(timeline.pts), num_frames)
-        frames, decoded, rotation = _decode(path, timeline, sorted(set(indices)))
+        frames, decoded, rotation = _decode(path, timeline, sorted(set(indices)), budget)
         if not frames:
             raise UnreadableVideo("no frame of the video could be decoded")
         metadata = _metadata(container, stream, path, timeline, rotation)

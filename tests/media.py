@@ -100,3 +100,23 @@ def phone_sized_video(path: Path, width: int, portrait: bool, count: int = 12) -
     other = int(round(width * (16 / 9 if portrait else 9 / 16) / 2)) * 2
     frames = [np.roll(face_in_frame(width, other), shift, axis=1) for shift in range(0, 2 * count, 2)]
     return write_video(path, frames)
+
+
+def resolution_switch(path: Path, small: int = 64, large: int = 1024, count: int = 6) -> Path:
+    """Matroska/MJPEG whose header and first frames say ``small`` px and whose later frames are ``large``."""
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.width = stream.height = small
+        stream.pix_fmt = "yuvj420p"
+        big = av.CodecContext.create("mjpeg", "w")
+        big.width = big.height = large
+        big.pix_fmt, big.time_base = "yuvj420p", Fraction(1, 25)
+        for i in range(count):
+            size = small if i < 2 else large
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 30 * i % 256, np.uint8), format="rgb24")
+            frame = frame.reformat(format="yuvj420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in (stream.encode(frame) if size == small else big.encode(frame)):
+                packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 25)
+                out.mux(packet)
+    return path

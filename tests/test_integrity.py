@@ -45,6 +45,7 @@ def test_sign_then_verify_is_valid(service):
     assert signed["video_filename"] == "clip.mp4"
     verified = verify(service, PAYLOAD, signed["signature_base64"]).json()
     assert verified["valid"] is True and verified["key_id"] == signed["key_id"]
+    assert verified["kind"] == "attestation" and verified["signed_at"] == signed["signed_at"]
 
 
 def test_one_changed_byte_is_invalid(service):
@@ -66,19 +67,44 @@ def test_wrong_length_signature_is_invalid_with_a_reason(service):
     assert body["valid"] is False and "5 bytes" in body["error"]
 
 
+@pytest.mark.parametrize("reshape", [
+    lambda s: "\n".join(s[i:i + 64] for i in range(0, len(s), 64)),  # line-wrapped (PEM/mail style)
+    lambda s: s.replace("+", "-").replace("/", "_").rstrip("="),  # URL-safe, unpadded
+    lambda s: f"  {s}\r\n",
+])
+def test_signatures_in_other_base64_shapes_verify(service, reshape):
+    signed = sign(service)["signature_base64"]
+    assert verify(service, PAYLOAD, reshape(signed)).json()["valid"] is True
+
+
+def test_the_attestation_binds_time_and_key(service):
+    """Change the signing time or the key id inside the envelope: no longer valid."""
+    envelope = bytearray(base64.b64decode(sign(service)["signature_base64"]))
+    assert envelope[:4] == b"DFA1"
+    later = bytearray(envelope)
+    later[43] ^= 0x01  # one millisecond later
+    assert verify(service, PAYLOAD, base64.b64encode(bytes(later)).decode()).json()["valid"] is False
+    other_key = bytearray(envelope)
+    other_key[4] ^= 0x01
+    body = verify(service, PAYLOAD, base64.b64encode(bytes(other_key)).decode()).json()
+    assert body["valid"] is False and "does not know" in body["error"]
+
+
 def test_missing_signature_field_is_422(service):
     response = post_file(service, PAYLOAD, "/integrity/verify")
     assert response.status_code == 422 and "signature_base64" in response.json()["error"]["message"]
 
 
-def test_signature_is_standard_pkcs1v15_sha256_of_the_exact_bytes(service):
-    """What the seed service made (and clients may check offline) with the published public key."""
+def test_attestation_checks_offline_with_the_published_public_key(service):
+    """A third party needs only the public key: PKCS#1 v1.5 SHA-256 over prefix + file hash + time + key id."""
     published = httpx.get(service + "/integrity/public-key").json()
     public_key = serialization.load_pem_public_key(published["public_key_pem"].encode())
-    signature = base64.b64decode(sign(service)["signature_base64"])
-    public_key.verify(signature, PAYLOAD, padding.PKCS1v15(), hashes.SHA256())  # raises if not
+    envelope = base64.b64decode(sign(service)["signature_base64"])
+    key_id, signed_at_ms, signature = envelope[4:36], envelope[36:44], envelope[44:]
+    payload = b"deepfake-attestation-v1\0" + hashlib.sha256(PAYLOAD).digest() + signed_at_ms + key_id
+    public_key.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())  # raises if not
     der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    assert published["key_id"] == hashlib.sha256(der).hexdigest()
+    assert published["key_id"] == hashlib.sha256(der).hexdigest() == key_id.hex()
 
 
 def test_a_signature_of_a_seed_style_key_verifies(tmp_path, demo_repository):
@@ -92,8 +118,33 @@ def test_a_signature_of_a_seed_style_key_verifies(tmp_path, demo_repository):
     seed_signature = key.sign(PAYLOAD, padding.PKCS1v15(), hashes.SHA256())  # as the original signed
     settings = Settings(model_repository=demo_repository, signing_key=pem_path, keys_dir=tmp_path / "unused")
     with running_service(settings) as url:
-        assert verify(url, PAYLOAD, base64.b64encode(seed_signature).decode()).json()["valid"] is True
+        body = verify(url, PAYLOAD, base64.b64encode(seed_signature).decode()).json()
+        assert body["valid"] is True and body["kind"] == "legacy"
     assert not (tmp_path / "unused").exists()
+
+
+def test_rotated_keys_still_verify_and_are_published(tmp_path, demo_repository):
+    """Sign with key A; rotate to key B with A's public half kept: A's attestations still verify."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2)]
+    for name, key in zip("ab", keys):
+        (tmp_path / f"{name}.pem").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "previous").mkdir()
+    (tmp_path / "previous/a.pem").write_bytes(keys[0].public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    with running_service(Settings(model_repository=demo_repository, signing_key=tmp_path / "a.pem",
+                                  keys_dir=tmp_path / "k")) as url:
+        old = sign(url)
+    with running_service(Settings(model_repository=demo_repository, signing_key=tmp_path / "b.pem",
+                                  keys_dir=tmp_path / "k", previous_keys_dir=tmp_path / "previous")) as url:
+        body = verify(url, PAYLOAD, old["signature_base64"]).json()
+        assert body["valid"] is True and body["key_id"] == old["key_id"]
+        listing = httpx.get(url + "/integrity/public-keys").json()
+        assert listing["active_key_id"] != old["key_id"]
+        assert {k["key_id"] for k in listing["keys"]} == {old["key_id"], listing["active_key_id"]}
+        assert sign(url)["key_id"] == listing["active_key_id"]
 
 
 def test_generated_key_is_private_and_never_regenerated(keys_dir, service):

@@ -28,7 +28,7 @@ def _in_flight(url: str) -> float:
 
 
 def test_full_queue_answers_503_with_retry_after(demo_repository, tmp_path):
-    settings = Settings(model_repository=demo_repository, max_pending=1, keys_dir=tmp_path, upload_dir=tmp_path / "up")
+    settings = Settings(model_repository=demo_repository, max_in_flight=1, keys_dir=tmp_path, upload_dir=tmp_path / "up")
 
     async def scenario(url: str) -> tuple[httpx.Response, httpx.Response]:
         release = asyncio.Event()

@@ -89,7 +89,7 @@ def test_service_on_triton_gives_the_embedded_probabilities(triton, seed_videos,
     with running_service(settings) as url:
         assert httpx.get(url + "/readyz").json()["backend"] == backend
         regions = httpx.get(f"http://{triton.http_url}/v2/systemsharedmemory/status").json()
-        assert (len([r for r in regions if r["name"].startswith("deepfake_faces_")]) == settings.max_pending) == shm
+        assert (len([r for r in regions if r["name"].startswith("deepfake_faces_")]) == settings.max_in_flight) == shm
         for video in seed_videos:
             rows = post_file(url, video, "/predict_csv/").json()["frames_csv"]
             expected = embedded_scores[video.name]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 
-from preprocess_service.errors import NotAVideo, TooFewFrames, VideoTooLarge
-from preprocess_service.video import read_video, sample_indices
+from preprocess_service.errors import DecodeBudgetExceeded, NotAVideo, TooFewFrames, VideoTooLarge
+from preprocess_service.video import DecodeBudget, read_video, sample_indices
 from tests import media
 
 
@@ -55,7 +56,7 @@ def test_rotated_quicktime_file_is_turned_upright(seed_videos):
 def test_limits_are_enforced_before_decoding(tmp_path):
     path = media.write_video(tmp_path / "v.mp4", [media.astronaut((64, 64))] * 5)
     with pytest.raises(VideoTooLarge):
-        read_video(path, 4, max_pixels=32 * 32)
+        read_video(path, 4, budget=DecodeBudget(max_pixels=32 * 32))
     with pytest.raises(VideoTooLarge):
         read_video(path, 4, max_frames=3)
     with pytest.raises(TooFewFrames):
@@ -64,3 +65,33 @@ def test_limits_are_enforced_before_decoding(tmp_path):
     text.write_text("hello")
     with pytest.raises(NotAVideo):
         read_video(text, 4)
+
+
+def test_every_decoded_frame_is_held_to_the_pixel_limit(tmp_path):
+    """The header says 64x64; later frames are 1024x1024."""
+    path = media.resolution_switch(tmp_path / "switch.mkv")
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.width == 64  # what a header check would see
+    with pytest.raises(VideoTooLarge, match="a frame of 1024x1024"):
+        read_video(path, 6, budget=DecodeBudget(max_pixels=128 * 128))
+
+
+def test_decode_budget_in_frames_and_time(tmp_path):
+    path = media.moving_face_video(tmp_path / "long_gop.mp4", count=60, size=(64, 64), gop=60)
+    assert len(read_video(path, 30).frames) == 30
+    with pytest.raises(DecodeBudgetExceeded, match="more than 20 decoded frames"):
+        read_video(path, 30, budget=DecodeBudget(max_decoded_frames=20))
+    with pytest.raises(DecodeBudgetExceeded, match="longer than"):
+        read_video(path, 30, budget=DecodeBudget(max_seconds=0.0))
+
+
+@pytest.mark.parametrize("content", [
+    b"ffconcat version 1.0\nfile 'other.mp4'\n",  # FFmpeg's concat demuxer would open another file
+    b"#EXTM3U\n#EXTINF:10,\nother.mp4\n",  # HLS playlist
+    b"\x89PNG\r\n\x1a\n" + b"\0" * 64,  # a still image
+])
+def test_only_known_containers_are_opened(tmp_path, content):
+    path = tmp_path / "upload.bin"
+    path.write_bytes(content)
+    with pytest.raises(NotAVideo, match="supported container"):
+        read_video(path, 4)

@@ -18,7 +18,7 @@ def make_backend(settings: Settings) -> InferenceBackend:
     url = settings.triton_http_url if protocol == "http" else settings.triton_grpc_url
     return TritonBackend(protocol, url, settings.backbone_model, settings.temporal_model,
                          settings.triton_timeout_s, settings.max_model_batch,
-                         shm_regions=settings.max_pending if settings.triton_shm else 0)
+                         shm_regions=settings.max_in_flight if settings.triton_shm else 0)
 
 
 __all__ = ["InferenceBackend", "ModelInfo", "make_backend"]

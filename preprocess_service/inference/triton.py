@@ -8,9 +8,12 @@ failure becomes ``BackendUnavailable`` (503), so a restarting Triton never shows
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
+import aiohttp
+import grpc
 import numpy as np
 import tritonclient.grpc as grpc_types
 import tritonclient.grpc.aio as grpc_aio
@@ -22,7 +25,10 @@ from tritonclient.utils import InferenceServerException
 from preprocess_service.errors import BackendUnavailable
 from preprocess_service.inference.base import ModelInfo, in_chunks
 
-TRANSPORT_ERRORS = (InferenceServerException, OSError, asyncio.TimeoutError, ConnectionError)
+# Every way a dying, frozen or restarting Triton shows itself, over either protocol.
+TRANSPORT_ERRORS = (InferenceServerException, OSError, asyncio.TimeoutError, ConnectionError, aiohttp.ClientError,
+                    grpc.RpcError)
+log = logging.getLogger("deepfake.triton")
 
 
 class TritonBackend:
@@ -51,10 +57,13 @@ class TritonBackend:
             self._client = self._new_client()
         if self._protocol == "grpc":
             kwargs.setdefault("client_timeout", self._timeout_s)
-        try:
-            return await getattr(self._client, method)(*args, **kwargs)
+        try:  # the deadline is enforced here too: a frozen server must not hold a request past it
+            return await asyncio.wait_for(getattr(self._client, method)(*args, **kwargs), self._timeout_s)
         except TRANSPORT_ERRORS as error:
-            raise BackendUnavailable(f"Triton at {self._url} ({self.name}) did not answer: {error}") from error
+            log.warning("Triton at %s (%s) failed on %s: %r", self._url, self.name, method, error)
+            # the address and the server's words stay in the log: they tell an attacker about the inside
+            raise BackendUnavailable("the model server did not answer; retry shortly",
+                                     headers={"Retry-After": "2"}) from error
 
     async def _config(self, model: str) -> dict:
         if self._protocol == "http":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -10,6 +12,7 @@ from preprocess_service.errors import BackendUnavailable
 from preprocess_service.presenter import model_block
 
 router = APIRouter(tags=["health"])
+READY_TIMEOUT_S = 1.5
 
 
 @router.get("/healthz")
@@ -21,8 +24,12 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(services: Services = Depends(get_services)) -> dict:
     """Ready when the backend answers and both models are loaded: take traffic only then."""
-    model = await services.model_info()
-    if not await services.backend.ready():
+    try:  # a frozen model server must not freeze the probe: answer within READY_TIMEOUT_S whatever it does
+        model = await asyncio.wait_for(asyncio.shield(services.model_info()), READY_TIMEOUT_S)
+        ready = await asyncio.wait_for(services.backend.ready(), READY_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise BackendUnavailable(f"{services.backend.name}: no answer within {READY_TIMEOUT_S:g} s") from None
+    if not ready:
         raise BackendUnavailable(f"{services.backend.name}: models not ready")
     return {"status": "ready", "backend": services.backend.name, "family": model.family,
             "untrained_demo": model.untrained_demo, "verdict_rule": services.settings.verdict,

@@ -1,4 +1,5 @@
-"""Sign a file's SHA-256 with the service's key, verify a signature, publish the public key."""
+"""Attest a file's SHA-256 with the service's key, verify an attestation (or an original-style
+signature), publish the public keys. Signing needs an API key whenever keys are configured."""
 
 from __future__ import annotations
 
@@ -8,43 +9,62 @@ from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends
 
-from preprocess_service.dependencies import Services, get_services, multipart_body, received_upload
+from preprocess_service.dependencies import (Services, admitted, admitted_to_sign, get_services, multipart_body,
+                                             received_upload)
 from preprocess_service.errors import InvalidRequest, InvalidSignature
-from preprocess_service.schemas import PublicKeyResponse, SignResponse, VerifyResponse
+from preprocess_service.schemas import PublicKeyResponse, PublicKeysResponse, SignResponse, VerifyResponse
 from preprocess_service.uploads import Upload
 
 router = APIRouter(prefix="/integrity", tags=["integrity"])
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+def _now() -> datetime:
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)  # the attestation holds milliseconds
 
 
-@router.post("/sign", response_model=SignResponse, openapi_extra=multipart_body())
+def decode_signature(encoded: str) -> bytes:
+    """Standard or URL-safe base64, line-wrapped or not, padded or not: how signatures travel in mail,
+    JSON and URLs."""
+    compact = "".join(encoded.split()).translate(str.maketrans("-_", "+/"))
+    compact += "=" * (-len(compact) % 4)
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidSignature(f"signature_base64 is not valid base64: {error}") from error
+
+
+@router.post("/sign", response_model=SignResponse, openapi_extra=multipart_body(),
+             dependencies=[Depends(admitted_to_sign)])
 async def sign(upload: Upload = Depends(received_upload), services: Services = Depends(get_services)) -> SignResponse:
-    signature = services.signer.sign(bytes.fromhex(upload.sha256))
+    signed_at = _now()
+    envelope = services.signer.attest(bytes.fromhex(upload.sha256), signed_at)
     return SignResponse(video_filename=upload.filename, sha256_hex=upload.sha256,
-                        signature_base64=base64.b64encode(signature).decode(), signed_at=_now(),
+                        signature_base64=base64.b64encode(envelope).decode(), signed_at=signed_at.isoformat(),
                         key_id=services.signer.key_id)
 
 
-@router.post("/verify", response_model=VerifyResponse, openapi_extra=multipart_body("signature_base64"))
+@router.post("/verify", response_model=VerifyResponse, openapi_extra=multipart_body("signature_base64"),
+             dependencies=[Depends(admitted)])
 async def verify(upload: Upload = Depends(received_upload), services: Services = Depends(get_services)) -> VerifyResponse:
     encoded = upload.fields.get("signature_base64")
     if encoded is None:
         raise InvalidRequest("missing form field 'signature_base64'")
-    try:
-        signature = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise InvalidSignature(f"signature_base64 is not valid base64: {error}") from error
-    result = dict(video_filename=upload.filename, sha256_hex=upload.sha256, verified_at=_now(),
-                  key_id=services.signer.key_id)
-    if len(signature) != services.signer.signature_length:
-        return VerifyResponse(**result, valid=False,
-                              error=f"signature is {len(signature)} bytes; this key's are {services.signer.signature_length}")
-    return VerifyResponse(**result, valid=services.signer.verify(bytes.fromhex(upload.sha256), signature))
+    result = services.signer.verify(bytes.fromhex(upload.sha256), decode_signature(encoded))
+    return VerifyResponse(video_filename=upload.filename, sha256_hex=upload.sha256, verified_at=_now().isoformat(),
+                          valid=result.valid, kind=result.kind, key_id=result.key_id,
+                          signed_at=result.signed_at.isoformat() if result.signed_at else None, error=result.error)
 
 
 @router.get("/public-key", response_model=PublicKeyResponse)
 async def public_key(services: Services = Depends(get_services)) -> PublicKeyResponse:
+    """The active key (the one that signs now)."""
     return PublicKeyResponse(key_id=services.signer.key_id, public_key_pem=services.signer.public_pem)
+
+
+@router.get("/public-keys", response_model=PublicKeysResponse)
+async def public_keys(services: Services = Depends(get_services)) -> PublicKeysResponse:
+    """Every key that verifies here, by key id: the active one and those rotated out."""
+    return PublicKeysResponse(active_key_id=services.signer.key_id,
+                              keys=[PublicKeyResponse(key_id=key_id, public_key_pem=pem)
+                                    for key_id, pem in services.signer.public_pems().items()])
