@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 REPO   := model_repository
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup model serve test triton bench-model bench-e2e bench-triton kubectl clean
+.PHONY: setup model serve test lint triton bench-model bench-e2e bench-triton bench-fidelity bench-load kubectl clean
+LINTED := export preprocess_service model_contract tests benchmarks deploy
 
 setup: $(STAMP)
 
@@ -25,8 +26,14 @@ model: setup
 serve: model
 	$(BIN)/deepfake-serve --host 127.0.0.1 --port 8080 --model-repository $(REPO)
 
-test: setup kubectl
+test: lint kubectl
 	$(BIN)/python -m pytest
+
+# Lint, format check and types: a finding fails `make test`, and so CI.
+lint: setup
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
 
 # The deployment tests render the kustomize overlays with kubectl (Debian: kubernetes-client).
 kubectl:
@@ -44,6 +51,12 @@ bench-e2e: model
 
 bench-triton: model
 	bash benchmarks/triton_perf.sh $(REPO)
+
+bench-fidelity: setup
+	$(BIN)/python benchmarks/fidelity.py
+
+bench-load: model
+	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

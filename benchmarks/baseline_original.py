@@ -59,11 +59,20 @@ class OriginalPipeline:
     def __init__(self, model: LoadedModel, face_model: Path = DEFAULT_PATH, legacy_app: bool = False) -> None:
         self.model = model
         self.legacy_app = legacy_app  # the legacy application: whole frame, cv2.resize, BGR, / 255
-        self.detector = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
-            base_options=BaseOptions(model_asset_path=str(face_model)), min_detection_confidence=0.5))
+        self.detector = vision.FaceDetector.create_from_options(
+            vision.FaceDetectorOptions(
+                base_options=BaseOptions(model_asset_path=str(face_model)), min_detection_confidence=0.5
+            )
+        )
         size = model.input_size
-        self.transform = transforms.Compose([transforms.ToPILImage(), transforms.Resize((size, size)),
-                                             transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        self.transform = transforms.Compose(
+            [
+                transforms.ToPILImage(),
+                transforms.Resize((size, size)),
+                transforms.ToTensor(),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
 
     def close(self) -> None:
         self.detector.close()
@@ -72,8 +81,10 @@ class OriginalPipeline:
         height, width = bgr.shape[:2]
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # a fresh, contiguous array
         found = self.detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
-        boxes = [(d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height)
-                 for d in found.detections]
+        boxes = [
+            (d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height)
+            for d in found.detections
+        ]
         detector = "mediapipe"
         if not boxes:  # the original reloaded the cascade on every call
             cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
@@ -92,7 +103,7 @@ class OriginalPipeline:
             size = self.model.input_size
             return torch.from_numpy(cv2.resize(bgr, (size, size)).astype(np.float32) / 255.0).permute(2, 0, 1)
         x, y, w, h = box
-        return self.transform(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[y:y + h, x:x + w])
+        return self.transform(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[y : y + h, x : x + w])
 
     def analyse(self, path: Path, with_sequence: bool = False) -> OriginalResult:
         capture = cv2.VideoCapture(str(path))
@@ -115,7 +126,7 @@ class OriginalPipeline:
         confidence = float(np.mean([100 * max(f.p_fake, 1 - f.p_fake) for f in shown])) if shown else 50.0
         sequence = None
         if with_sequence:
-            faced = [tensor for tensor, frame in zip(inputs, frames) if frame.detector != "centre"]
+            faced = [tensor for tensor, frame in zip(inputs, frames, strict=True) if frame.detector != "centre"]
             with torch.inference_mode():
                 sequence = float(torch.softmax(self.model.detector(torch.stack(faced)[None]), -1)[0, 0])
         return OriginalResult(frames, Counter(labels).most_common(1)[0][0] if labels else "REAL", confidence, sequence)

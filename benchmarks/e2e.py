@@ -26,7 +26,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import httpx  # noqa: E402
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -46,11 +46,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def summarise(name: str, concurrency: int, wall_s: float, latencies: list[float], stages: dict[str, list[float]]) -> dict:
-    return {"pipeline": name, "concurrency": concurrency, "videos": len(latencies),
-            "videos_per_s": len(latencies) / wall_s, "p50_s": statistics.median(latencies),
-            "p95_s": percentile(latencies, 0.95),
-            "stage_median_s": {k: statistics.median(v) for k, v in stages.items() if v}}
+def summarise(
+    name: str, concurrency: int, wall_s: float, latencies: list[float], stages: dict[str, list[float]]
+) -> dict:
+    return {
+        "pipeline": name,
+        "concurrency": concurrency,
+        "videos": len(latencies),
+        "videos_per_s": len(latencies) / wall_s,
+        "p50_s": statistics.median(latencies),
+        "p95_s": percentile(latencies, 0.95),
+        "stage_median_s": {k: statistics.median(v) for k, v in stages.items() if v},
+    }
 
 
 class ServiceProcess:
@@ -58,10 +65,20 @@ class ServiceProcess:
 
     def __init__(self, backend: str, repository: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        env = {**os.environ, "DEEPFAKE_BACKEND": backend, "DEEPFAKE_MODEL_REPOSITORY": str(repository),
-               "DEEPFAKE_MAX_IN_FLIGHT": "64", **(extra_env or {})}
-        self.process = subprocess.Popen([sys.executable, "-m", "preprocess_service", "--port", str(self.port)],
-                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "DEEPFAKE_BACKEND": backend,
+            "DEEPFAKE_MODEL_REPOSITORY": str(repository),
+            "DEEPFAKE_MAX_IN_FLIGHT": "64",
+            "DEEPFAKE_RATE_LIMIT": "100000/minute",
+            **(extra_env or {}),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "preprocess_service", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 120
         while True:
@@ -119,8 +136,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2, help="passes over the seed videos per concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--backends", nargs="+", default=["embedded"],
-                        choices=["embedded", "triton-http", "triton-grpc", "triton-grpc-shm"])
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["embedded"],
+        choices=["embedded", "triton-http", "triton-grpc", "triton-grpc-shm"],
+    )
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
@@ -138,14 +159,22 @@ def main() -> None:
         for backend in args.backends:
             env = {}
             if backend.startswith("triton"):
-                env = {"DEEPFAKE_TRITON_HTTP_URL": triton.http_url, "DEEPFAKE_TRITON_GRPC_URL": triton.grpc_url,
-                       "DEEPFAKE_TRITON_SHM": "1" if backend.endswith("shm") else "0"}
+                env = {
+                    "DEEPFAKE_TRITON_HTTP_URL": triton.http_url,
+                    "DEEPFAKE_TRITON_GRPC_URL": triton.grpc_url,
+                    "DEEPFAKE_TRITON_SHM": "1" if backend.endswith("shm") else "0",
+                }
             service = ServiceProcess(backend.removesuffix("-shm"), args.repository, env)
             try:
                 asyncio.run(drive_service(service.url, videos[:2], 1))  # warm-up
                 for concurrency in args.concurrency:
-                    rows.append(summarise(f"service ({backend})", concurrency,
-                                          *asyncio.run(drive_service(service.url, videos, concurrency))))
+                    rows.append(
+                        summarise(
+                            f"service ({backend})",
+                            concurrency,
+                            *asyncio.run(drive_service(service.url, videos, concurrency)),
+                        )
+                    )
                     print(_format(rows[-1]), flush=True)
             finally:
                 service.close()
@@ -155,7 +184,9 @@ def main() -> None:
             baseline = OriginalPipeline(demo_model())
             baseline.analyse(videos[0])  # warm-up
             for concurrency in args.concurrency:
-                rows.append(summarise("original (baseline)", concurrency, *drive_baseline(baseline, videos, concurrency)))
+                rows.append(
+                    summarise("original (baseline)", concurrency, *drive_baseline(baseline, videos, concurrency))
+                )
                 print(_format(rows[-1]), flush=True)
             baseline.close()
     finally:
@@ -164,17 +195,30 @@ def main() -> None:
 
     base = {r["concurrency"]: r["videos_per_s"] for r in rows if r["pipeline"].startswith("original")}
     for row in rows:
-        row["speedup_vs_baseline"] = row["videos_per_s"] / base[row["concurrency"]] if row["concurrency"] in base else None
+        row["speedup_vs_baseline"] = (
+            row["videos_per_s"] / base[row["concurrency"]] if row["concurrency"] in base else None
+        )
     print()
-    print(f"{'pipeline':<28} {'conc':>4} {'videos/s':>9} {'p50 s':>7} {'p95 s':>7} {'decode':>7} {'faces':>7}"
-          f" {'infer':>7} {'x baseline':>10}")
+    print(
+        f"{'pipeline':<28} {'conc':>4} {'videos/s':>9} {'p50 s':>7} {'p95 s':>7} {'decode':>7} {'faces':>7}"
+        f" {'infer':>7} {'x baseline':>10}"
+    )
     for row in rows:
         print(_format(row))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"benchmark": "e2e", "videos_per_pass": len(videos) // args.repeats,
-                                   "repeats": args.repeats, "machine": {"cpus": os.cpu_count(),
-                                   "processor": platform.processor() or platform.machine()}, "rows": rows},
-                                  indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "e2e",
+                "videos_per_pass": len(videos) // args.repeats,
+                "repeats": args.repeats,
+                "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS}")
 
 
@@ -182,8 +226,10 @@ def _format(row: dict) -> str:
     stage = row["stage_median_s"]
     cells = " ".join(f"{stage[s]:>7.3f}" if s in stage else f"{'-':>7}" for s in STAGES)
     speedup = row.get("speedup_vs_baseline")
-    return (f"{row['pipeline']:<28} {row['concurrency']:>4} {row['videos_per_s']:>9.2f} {row['p50_s']:>7.2f}"
-            f" {row['p95_s']:>7.2f} {cells} {f'{speedup:.2f}x' if speedup else '-':>10}")
+    return (
+        f"{row['pipeline']:<28} {row['concurrency']:>4} {row['videos_per_s']:>9.2f} {row['p50_s']:>7.2f}"
+        f" {row['p95_s']:>7.2f} {cells} {f'{speedup:.2f}x' if speedup else '-':>10}"
+    )
 
 
 if __name__ == "__main__":

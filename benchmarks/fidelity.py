@@ -47,17 +47,30 @@ def measure(label: str, model: LoadedModel, served_model: LoadedModel, settings:
                 expected = reference.analyse(video).frames
                 rows = post_file(url, video, "/predict_csv/").json()["frames_csv"]
                 full_frame = model.preprocessing.crop == "full_frame"
-                pairs = [(f, r) for f, r in zip(expected, rows) if full_frame or f.detector == r["detector"]]
+                pairs = [
+                    (f, r) for f, r in zip(expected, rows, strict=True) if full_frame or f.detector == r["detector"]
+                ]
                 deltas = [abs(f.p_fake - r["p_fake"]) for f, r in pairs]
-                boxes_differ += sum(1 for f, r in pairs if r["box"] and f.detector != "centre" and tuple(r["box"]) != f.box)
+                boxes_differ += sum(
+                    1 for f, r in pairs if r["box"] and f.detector != "centre" and tuple(r["box"]) != f.box
+                )
                 per_frame += deltas
-                per_video.append(abs(statistics.mean(f.p_fake for f, _ in pairs) - statistics.mean(r["p_fake"] for _, r in pairs)))
+                per_video.append(
+                    abs(statistics.mean(f.p_fake for f, _ in pairs) - statistics.mean(r["p_fake"] for _, r in pairs))
+                )
                 compared, total = compared + len(pairs), total + len(rows)
     reference.close()
-    return {"variant": label, "profile": served_model.preprocessing.name, "settings": settings,
-            "frames_compared": compared, "frames": total, "boxes_differ": boxes_differ,
-            "per_frame_max": max(per_frame), "per_frame_mean": statistics.mean(per_frame),
-            "per_video_max": max(per_video)}
+    return {
+        "variant": label,
+        "profile": served_model.preprocessing.name,
+        "settings": settings,
+        "frames_compared": compared,
+        "frames": total,
+        "boxes_differ": boxes_differ,
+        "per_frame_max": max(per_frame),
+        "per_frame_mean": statistics.mean(per_frame),
+        "per_video_max": max(per_video),
+    }
 
 
 def main() -> None:
@@ -68,10 +81,18 @@ def main() -> None:
     legacy_app = sensitive_model(videos, family="legacy", profile=PROFILES["original-legacy-app"])
     cases = [
         ("attention-default (the default)", attention, attention, {}),
-        ("attention-default, Haar on a 320-px copy (DEEPFAKE_FACE_HAAR_MAX_SIDE=320)", attention, attention,
-         {"face_haar_max_side": 320}),
-        ("attention-default resized with cv2 INTER_LINEAR (the last release's resize)", attention,
-         dataclasses.replace(attention, preprocessing=cv2_resize), {}),
+        (
+            "attention-default, Haar on a 320-px copy (DEEPFAKE_FACE_HAAR_MAX_SIDE=320)",
+            attention,
+            attention,
+            {"face_haar_max_side": 320},
+        ),
+        (
+            "attention-default resized with cv2 INTER_LINEAR (the last release's resize)",
+            attention,
+            dataclasses.replace(attention, preprocessing=cv2_resize),
+            {},
+        ),
         ("legacy-default", legacy, legacy, {}),
         ("original-legacy-app", legacy_app, legacy_app, {}),
     ]
@@ -80,11 +101,15 @@ def main() -> None:
     for label, model, served, settings in cases:
         rows.append(measure(label, model, served, settings, videos))
         r = rows[-1]
-        print(f"{label:<80} {r['frames_compared']:>3}/{r['frames']:<3} {r['per_frame_max']:>14.5f}"
-              f" {r['per_frame_mean']:>9.5f} {r['per_video_max']:>14.5f}", flush=True)
+        print(
+            f"{label:<80} {r['frames_compared']:>3}/{r['frames']:<3} {r['per_frame_max']:>14.5f}"
+            f" {r['per_frame_mean']:>9.5f} {r['per_video_max']:>14.5f}",
+            flush=True,
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"benchmark": "fidelity", "videos": [v.name for v in videos], "rows": rows},
-                                  indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps({"benchmark": "fidelity", "videos": [v.name for v in videos], "rows": rows}, indent=2) + "\n"
+    )
     print(f"wrote {RESULTS}")
 
 

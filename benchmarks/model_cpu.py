@@ -19,14 +19,14 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # eager timings swing 10x without it (NOTES.md)
 
-import numpy as np  # noqa: E402
-import onnxruntime  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import onnxruntime
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from export.architectures import Backbone, TemporalHead  # noqa: E402
-from export.checkpoint import demo_model  # noqa: E402
-from export.repository import export_repository  # noqa: E402
+from export.architectures import Backbone, TemporalHead
+from export.checkpoint import demo_model
+from export.repository import export_repository
 
 RESULTS = Path(__file__).parent / "results" / "model_cpu.json"
 
@@ -48,22 +48,38 @@ def main() -> None:
     model = demo_model()
     with tempfile.TemporaryDirectory() as repository:
         export_repository(model, Path(repository))
-        sessions = {name: onnxruntime.InferenceSession(f"{repository}/{name}/1/model.onnx")
-                    for name in ("deepfake_backbone", "deepfake_temporal")}
+        sessions = {
+            name: onnxruntime.InferenceSession(f"{repository}/{name}/1/model.onnx")
+            for name in ("deepfake_backbone", "deepfake_temporal")
+        }
         backbone_torch, temporal_torch = Backbone(model.detector).eval(), TemporalHead(model.detector).eval()
         size = model.input_size
         rng = np.random.default_rng(0)
         cases = []
         for batch in (1, 8, 32):
             faces = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-            cases.append(("backbone", batch, "faces/s", batch,
-                          lambda f=faces: backbone_torch(torch.from_numpy(f)),
-                          lambda f=faces: sessions["deepfake_backbone"].run(None, {"faces": f})))
+            cases.append(
+                (
+                    "backbone",
+                    batch,
+                    "faces/s",
+                    batch,
+                    lambda f=faces: backbone_torch(torch.from_numpy(f)),
+                    lambda f=faces: sessions["deepfake_backbone"].run(None, {"faces": f}),
+                )
+            )
         for batch in (1, 8):
             features = rng.standard_normal((batch, args.time, 2048), dtype=np.float32)
-            cases.append(("temporal", batch, "clips/s", batch,
-                          lambda f=features: temporal_torch(torch.from_numpy(f)),
-                          lambda f=features: sessions["deepfake_temporal"].run(None, {"features": f})))
+            cases.append(
+                (
+                    "temporal",
+                    batch,
+                    "clips/s",
+                    batch,
+                    lambda f=features: temporal_torch(torch.from_numpy(f)),
+                    lambda f=features: sessions["deepfake_temporal"].run(None, {"features": f}),
+                )
+            )
 
         rows = []
         with torch.inference_mode():
@@ -74,23 +90,39 @@ def main() -> None:
                 for _ in range(args.rounds):
                     torch_rates.append(items / timed(run_torch, repeat))
                     ort_rates.append(items / timed(run_ort, repeat))
-                rows.append({"model": model_name, "batch": batch, "unit": unit,
-                             "time": args.time if model_name == "temporal" else None,
-                             "pytorch_eager": statistics.median(torch_rates),
-                             "onnxruntime": statistics.median(ort_rates)})
+                rows.append(
+                    {
+                        "model": model_name,
+                        "batch": batch,
+                        "unit": unit,
+                        "time": args.time if model_name == "temporal" else None,
+                        "pytorch_eager": statistics.median(torch_rates),
+                        "onnxruntime": statistics.median(ort_rates),
+                    }
+                )
 
     print(f"{'model':<10} {'batch':>5} {'unit':<8} {'PyTorch eager':>14} {'ONNX Runtime':>13} {'ORT/PyTorch':>12}")
     for row in rows:
         row["ratio"] = row["onnxruntime"] / row["pytorch_eager"]
-        print(f"{row['model']:<10} {row['batch']:>5} {row['unit']:<8} {row['pytorch_eager']:>14.1f}"
-              f" {row['onnxruntime']:>13.1f} {row['ratio']:>11.2f}x")
+        print(
+            f"{row['model']:<10} {row['batch']:>5} {row['unit']:<8} {row['pytorch_eager']:>14.1f}"
+            f" {row['onnxruntime']:>13.1f} {row['ratio']:>11.2f}x"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "model_cpu", "rounds": args.rounds, "input_size": model.input_size,
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
-        "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
-        "rows": rows,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "model_cpu",
+                "rounds": args.rounds,
+                "input_size": model.input_size,
+                "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+                "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -31,9 +31,13 @@ def environment() -> None:
 
     tools = prepare()
     env = tools.environment()
-    for name, value in {"PERF_ANALYZER": tools.perf_analyzer, "TRITONSERVER": tools.tritonserver,
-                        "TRITON_BACKENDS": tools.backends, "LD_LIBRARY_PATH": env["LD_LIBRARY_PATH"],
-                        "PATH": env["PATH"]}.items():
+    for name, value in {
+        "PERF_ANALYZER": tools.perf_analyzer,
+        "TRITONSERVER": tools.tritonserver,
+        "TRITON_BACKENDS": tools.backends,
+        "LD_LIBRARY_PATH": env["LD_LIBRARY_PATH"],
+        "PATH": env["PATH"],
+    }.items():
         print(f"export {name}={shlex.quote(str(value))}")
 
 
@@ -49,18 +53,32 @@ def summarise(folder: Path) -> None:
         batching, protocol, model, concurrency = re.match(r"(on|off)_(http|grpc)_(.+)_c(\d+)\.csv", path.name).groups()
         with path.open() as stream:
             record = next(csv.DictReader(stream))
-        rows.append({"batching": batching, "protocol": protocol, "model": model, "concurrency": int(concurrency),
-                     "infer_per_s": float(record["Inferences/Second"]),
-                     "p50_ms": float(record["p50 latency"]) / 1000, "p95_ms": float(record["p95 latency"]) / 1000})
+        rows.append(
+            {
+                "batching": batching,
+                "protocol": protocol,
+                "model": model,
+                "concurrency": int(concurrency),
+                "infer_per_s": float(record["Inferences/Second"]),
+                "p50_ms": float(record["p50 latency"]) / 1000,
+                "p95_ms": float(record["p95 latency"]) / 1000,
+            }
+        )
     off = {(r["protocol"], r["model"], r["concurrency"]): r["infer_per_s"] for r in rows if r["batching"] == "off"}
-    lines = ["| model | protocol | concurrency | batching off (inf/s) | batching on (inf/s) | gain | p95 on (ms) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for r in sorted((r for r in rows if r["batching"] == "on"), key=lambda r: (r["model"], r["protocol"], r["concurrency"])):
+    lines = [
+        "| model | protocol | concurrency | batching off (inf/s) | batching on (inf/s) | gain | p95 on (ms) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(
+        (r for r in rows if r["batching"] == "on"), key=lambda r: (r["model"], r["protocol"], r["concurrency"])
+    ):
         base = off.get((r["protocol"], r["model"], r["concurrency"]))
         r["gain_vs_off"] = r["infer_per_s"] / base if base else None
         gain = f"{r['gain_vs_off']:.2f}x" if base else "-"
-        lines.append(f"| {r['model']} | {r['protocol']} | {r['concurrency']} | {base or 0:.1f} | {r['infer_per_s']:.1f}"
-                     f" | {gain} | {r['p95_ms']:.1f} |")
+        lines.append(
+            f"| {r['model']} | {r['protocol']} | {r['concurrency']} | {base or 0:.1f} | {r['infer_per_s']:.1f}"
+            f" | {gain} | {r['p95_ms']:.1f} |"
+        )
     (folder / "summary.json").write_text(json.dumps({"benchmark": "triton_perf", "rows": rows}, indent=2) + "\n")
     (folder / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -68,5 +86,9 @@ def summarise(folder: Path) -> None:
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"variant": lambda: variant(Path(args[0]), Path(args[1])), "env": environment,
-     "size": lambda: input_size(Path(args[0])), "summarise": lambda: summarise(Path(args[0]))}[command]()
+    {
+        "variant": lambda: variant(Path(args[0]), Path(args[1])),
+        "env": environment,
+        "size": lambda: input_size(Path(args[0])),
+        "summarise": lambda: summarise(Path(args[0])),
+    }[command]()

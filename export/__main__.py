@@ -21,16 +21,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="a trained checkpoint.pth (state dict)")
     source.add_argument("--demo", action="store_true", help="seeded random weights: UNTRAINED, for trying the system")
-    parser.add_argument("--family", choices=FAMILIES, help="checkpoint family (default: detected from the keys; "
-                        "attention for --demo)")
-    parser.add_argument("--heads", type=int, default=4, help="attention heads (attention family; default 4, "
-                        "as the served application; another definition used 8)")
-    parser.add_argument("--activation", choices=("gelu", "relu"), default="gelu",
-                        help="attention family MLP activation (default gelu; the 8-head definition used relu)")
-    parser.add_argument("--legacy-batch-first", action="store_true",
-                        help="legacy family: the LSTM was built with batch_first=True (the served app had False)")
-    parser.add_argument("--preprocessing", choices=sorted(PROFILES),
-                        help="how frames become model input (default: attention-default or legacy-default by family)")
+    parser.add_argument(
+        "--family", choices=FAMILIES, help="checkpoint family (default: detected from the keys; attention for --demo)"
+    )
+    parser.add_argument(
+        "--heads",
+        type=int,
+        default=4,
+        help="attention heads (attention family; default 4, as the served application; another definition used 8)",
+    )
+    parser.add_argument(
+        "--activation",
+        choices=("gelu", "relu"),
+        default="gelu",
+        help="attention family MLP activation (default gelu; the 8-head definition used relu)",
+    )
+    parser.add_argument(
+        "--legacy-batch-first",
+        action="store_true",
+        help="legacy family: the LSTM was built with batch_first=True (the served app had False)",
+    )
+    parser.add_argument(
+        "--preprocessing",
+        choices=sorted(PROFILES),
+        help="how frames become model input (default: attention-default or legacy-default by family)",
+    )
     parser.add_argument("--repository", type=Path, default=Path("model_repository"), help="Triton model repository")
     parser.add_argument("--version", type=int, default=1, help="model version folder (default 1)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
@@ -62,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_PARITY
     print(format_table(rows))
     architecture = ", ".join(f"{key}={value}" for key, value in model.detector.shape.describe().items())
-    print(f"exported {model.family} model ({architecture}; preprocessing {model.preprocessing.name})"
-          f"{' (UNTRAINED DEMO)' if model.is_demo else ''} to {args.repository}/")
+    print(
+        f"exported {model.family} model ({architecture}; preprocessing {model.preprocessing.name})"
+        f"{' (UNTRAINED DEMO)' if model.is_demo else ''} to {args.repository}/"
+    )
     return 0
 
 

@@ -42,8 +42,10 @@ class AttentionShape:
         return self.lstm_hidden * (2 if self.bidirectional else 1)
 
     def describe(self) -> dict[str, str]:
-        return {key: str(value).lower() if isinstance(value, bool) else str(value)
-                for key, value in {**asdict(self), "attention_width": self.width}.items()}
+        return {
+            key: str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in {**asdict(self), "attention_width": self.width}.items()
+        }
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,9 @@ class LegacyShape:
     batch_first: bool = False  # not in the weights: the served app had False (the axis quirk), one script True
 
     def describe(self) -> dict[str, str]:
-        return {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in asdict(self).items()}
+        return {
+            key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in asdict(self).items()
+        }
 
 
 def resnext_trunk() -> nn.Sequential:
@@ -76,6 +80,8 @@ def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
 
 
 class PositionalEncoding(nn.Module):
+    pe: torch.Tensor
+
     def __init__(self, dim: int, max_len: int) -> None:
         super().__init__()
         self.register_buffer("pe", sinusoidal_table(max_len, dim))
@@ -140,9 +146,14 @@ class AttentionDetector(nn.Module):
         super().__init__()
         self.shape = shape
         self.feature_extractor = resnext_trunk()
-        self.lstm = nn.LSTM(FEATURE_DIM, shape.lstm_hidden, num_layers=shape.lstm_layers,
-                            bidirectional=shape.bidirectional, batch_first=True,
-                            dropout=0.3 if shape.lstm_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            FEATURE_DIM,
+            shape.lstm_hidden,
+            num_layers=shape.lstm_layers,
+            bidirectional=shape.bidirectional,
+            batch_first=True,
+            dropout=0.3 if shape.lstm_layers > 1 else 0.0,
+        )
         self.attention = TemporalAttention(shape.width, shape.num_heads, shape.max_time)
         self.dropout = nn.Dropout(0.5)
         self.fc1 = nn.Linear(shape.width, shape.fc_hidden)
@@ -180,8 +191,14 @@ class LegacyDetector(nn.Module):
         super().__init__()
         self.shape = shape
         self.model = resnext_trunk()
-        self.lstm = nn.LSTM(FEATURE_DIM, shape.hidden_size, shape.num_layers, bias=shape.bias,
-                            bidirectional=shape.bidirectional, batch_first=shape.batch_first)
+        self.lstm = nn.LSTM(
+            FEATURE_DIM,
+            shape.hidden_size,
+            shape.num_layers,
+            bias=shape.bias,
+            bidirectional=shape.bidirectional,
+            batch_first=shape.batch_first,
+        )
         directions = 2 if shape.bidirectional else 1
         self.linear = nn.Linear(shape.hidden_size * directions, 2)
 
@@ -234,6 +251,9 @@ class Backbone(nn.Module):
     graph, so that clients send 4x fewer bytes than float32, always in one format (RGB), and
     cannot get the normalisation wrong.
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, detector: Detector, profile: PreprocessingProfile | None = None) -> None:
         super().__init__()

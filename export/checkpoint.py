@@ -22,8 +22,9 @@ _FAMILY_PREFIX = {"attention": "feature_extractor.", "legacy": "model."}
 _WRAPPER_KEYS = ("state_dict", "model_state_dict")
 _LIST_AT_MOST = 5
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-CONVERT_WHOLE_MODEL = ("python -c \"import torch; torch.save(torch.load('model.pth', weights_only=False).state_dict(),"
-                       " 'checkpoint.pth')\"")
+CONVERT_WHOLE_MODEL = (
+    "python -c \"import torch; torch.save(torch.load('model.pth', weights_only=False).state_dict(), 'checkpoint.pth')\""
+)
 
 
 class CheckpointError(Exception):
@@ -88,7 +89,7 @@ def _whole_model_class(path: Path) -> str | None:
     """The class of a pickled ``torch.save(model)``, found without running any of the file's code."""
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # noqa: BLE001 - not a zip/pickle at all: the caller's message covers it
+    except Exception:
         return None
     if not any(".nn.modules." in name for name in unsafe):
         return None
@@ -102,12 +103,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: no such file")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch.load raises a dozen types on arbitrary bytes
+    except Exception as exc:
         whole_model = _whole_model_class(path)
         if whole_model:
             raise CheckpointError(
                 f"{path}: a whole pickled model (classes {whole_model}), not a state dict; it cannot be read safely."
-                f" Convert it once, where its class is importable: {CONVERT_WHOLE_MODEL}") from exc
+                f" Convert it once, where its class is importable: {CONVERT_WHOLE_MODEL}"
+            ) from exc
         text = _one_line(str(exc))
         reason = re.sub(r"^Weights only load failed\..*?(WeightsUnpickler error: )", "", text) or type(exc).__name__
         reason = reason.split(". Please use")[0].split(" Check the documentation")[0]
@@ -140,8 +142,12 @@ def _lstm_sizes(state_dict: dict[str, torch.Tensor], family: str) -> tuple[int, 
     if "lstm.weight_hh_l0" not in state_dict:
         raise CheckpointError(f"{family} checkpoint without 'lstm.weight_hh_l0': cannot size its LSTM")
     layers = sum(1 for key in state_dict if re.fullmatch(r"lstm\.weight_ih_l\d+", key))
-    return (state_dict["lstm.weight_hh_l0"].shape[1], layers, "lstm.weight_ih_l0_reverse" in state_dict,
-            "lstm.bias_ih_l0" in state_dict)
+    return (
+        state_dict["lstm.weight_hh_l0"].shape[1],
+        layers,
+        "lstm.weight_ih_l0_reverse" in state_dict,
+        "lstm.bias_ih_l0" in state_dict,
+    )
 
 
 def _shape_of(state_dict: dict[str, torch.Tensor], key: str, family: str) -> tuple[int, ...]:
@@ -156,8 +162,15 @@ def attention_shape(state_dict: dict[str, torch.Tensor], options: Options) -> At
     fc1 = _shape_of(state_dict, "fc1.weight", "attention")
     if len(table) != 3 or len(fc1) != 2:
         raise CheckpointError(f"attention checkpoint with a positional table of shape {table} and fc1 of {fc1}")
-    shape = AttentionShape(lstm_hidden=hidden, lstm_layers=layers, bidirectional=bidirectional, max_time=table[1],
-                           fc_hidden=fc1[0], num_heads=options.num_heads, activation=options.activation)
+    shape = AttentionShape(
+        lstm_hidden=hidden,
+        lstm_layers=layers,
+        bidirectional=bidirectional,
+        max_time=table[1],
+        fc_hidden=fc1[0],
+        num_heads=options.num_heads,
+        activation=options.activation,
+    )
     if table[2] != shape.width:
         raise CheckpointError(f"the positional table is {table[2]} wide but the LSTM gives {shape.width} channels")
     _check_heads(shape.num_heads, shape.width)
@@ -171,8 +184,13 @@ def _check_heads(num_heads: int, width: int) -> None:
 
 def legacy_shape(state_dict: dict[str, torch.Tensor], options: Options) -> LegacyShape:
     hidden, layers, bidirectional, bias = _lstm_sizes(state_dict, "legacy")
-    return LegacyShape(hidden_size=hidden, num_layers=layers, bidirectional=bidirectional, bias=bias,
-                       batch_first=options.legacy_batch_first)
+    return LegacyShape(
+        hidden_size=hidden,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        bias=bias,
+        batch_first=options.legacy_batch_first,
+    )
 
 
 def build_detector(family: str, options: Options, state_dict: dict | None = None) -> Detector:
@@ -182,8 +200,11 @@ def build_detector(family: str, options: Options, state_dict: dict | None = None
             _check_heads(options.num_heads, AttentionShape().width)
             return AttentionDetector(AttentionShape(num_heads=options.num_heads, activation=options.activation))
         return AttentionDetector(attention_shape(state_dict, options))
-    shape = legacy_shape(state_dict, options) if state_dict is not None else LegacyShape(
-        batch_first=options.legacy_batch_first)
+    shape = (
+        legacy_shape(state_dict, options)
+        if state_dict is not None
+        else LegacyShape(batch_first=options.legacy_batch_first)
+    )
     return LegacyDetector(shape)
 
 
@@ -209,25 +230,36 @@ def load_strictly(detector: Detector, state_dict: dict[str, torch.Tensor], archi
     detector.load_state_dict(state_dict, strict=True)
 
 
-def load_checkpoint(path: Path, family: str | None = None, options: Options = Options(),
-                    preprocessing: PreprocessingProfile | None = None) -> LoadedModel:
+def load_checkpoint(
+    path: Path,
+    family: str | None = None,
+    options: Options = Options(),
+    preprocessing: PreprocessingProfile | None = None,
+) -> LoadedModel:
     """A user's checkpoint as an eval-mode detector, with what the export records about it."""
     state_dict = read_state_dict(path)
     detected = detect_family(state_dict)
     if family is not None and family != detected:
-        raise CheckpointError(f"{path}: --family {family} was asked for, but the keys are those of the {detected} family")
+        raise CheckpointError(
+            f"{path}: --family {family} was asked for, but the keys are those of the {detected} family"
+        )
     detector = build_detector(detected, options, state_dict)
     load_strictly(detector, state_dict, _describe(detector))
     return LoadedModel(detector.eval(), preprocessing or default_profile(detected), sha256_of_file(path), is_demo=False)
 
 
-def demo_model(family: str = "attention", options: Options = Options(), seed: int = 0,
-               preprocessing: PreprocessingProfile | None = None) -> LoadedModel:
+def demo_model(
+    family: str = "attention",
+    options: Options = Options(),
+    seed: int = 0,
+    preprocessing: PreprocessingProfile | None = None,
+) -> LoadedModel:
     """Seeded random weights, so everything else runs with no checkpoint. Its verdicts mean nothing."""
     torch.manual_seed(seed)
     detector = build_detector(family, options)
-    return LoadedModel(detector.eval(), preprocessing or default_profile(family),
-                       f"none (untrained demo, seed {seed})", is_demo=True)
+    return LoadedModel(
+        detector.eval(), preprocessing or default_profile(family), f"none (untrained demo, seed {seed})", is_demo=True
+    )
 
 
 def _describe(detector: Detector) -> str:
@@ -236,7 +268,7 @@ def _describe(detector: Detector) -> str:
 
 
 def _strip_prefix(key: str, prefix: str) -> str:
-    return key[len(prefix):] if key.startswith(prefix) else key
+    return key[len(prefix) :] if key.startswith(prefix) else key
 
 
 def _some(items: list[str]) -> str:

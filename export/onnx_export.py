@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import onnx
 import torch
@@ -46,13 +46,28 @@ def write_text_atomically(path: Path, text: str) -> None:
         temporary.write_text(text)
 
 
-def _export_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, input_name: str,
-                 output_names: tuple[str, ...], dynamic_axes: dict, opset: int, model: LoadedModel) -> None:
+def _export_onnx(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    input_name: str,
+    output_names: tuple[str, ...],
+    dynamic_axes: dict,
+    opset: int,
+    model: LoadedModel,
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
         torch.onnx.export(
-            module, (example,), str(path), input_names=[input_name], output_names=list(output_names),
-            dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False,
+            module,
+            (example,),
+            str(path),
+            input_names=[input_name],
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
         )
     proto = onnx.load(str(path))
     onnx.helper.set_model_props(proto, model.export_metadata())
@@ -72,14 +87,30 @@ def temporal_example(batch: int = 2, time: int = 8) -> torch.Tensor:
 
 def export_backbone_onnx(model: LoadedModel, path: Path, opset: int = DEFAULT_OPSET) -> None:
     axes = {BACKBONE_INPUT: {0: "batch"}, BACKBONE_OUTPUT: {0: "batch"}}
-    _export_onnx(Backbone(model.detector, model.preprocessing).eval(), backbone_example(model), path, BACKBONE_INPUT,
-                 (BACKBONE_OUTPUT,), axes, opset, model)
+    _export_onnx(
+        Backbone(model.detector, model.preprocessing).eval(),
+        backbone_example(model),
+        path,
+        BACKBONE_INPUT,
+        (BACKBONE_OUTPUT,),
+        axes,
+        opset,
+        model,
+    )
 
 
 def export_temporal_onnx(model: LoadedModel, path: Path, opset: int = DEFAULT_OPSET) -> None:
     axes = {TEMPORAL_INPUT: {0: "batch", 1: "time"}, **{name: {0: "batch"} for name in TEMPORAL_OUTPUTS}}
-    _export_onnx(TemporalHead(model.detector).eval(), temporal_example(), path, TEMPORAL_INPUT,
-                 TEMPORAL_OUTPUTS, axes, opset, model)
+    _export_onnx(
+        TemporalHead(model.detector).eval(),
+        temporal_example(),
+        path,
+        TEMPORAL_INPUT,
+        TEMPORAL_OUTPUTS,
+        axes,
+        opset,
+        model,
+    )
 
 
 def export_torchscript(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:

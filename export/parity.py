@@ -10,9 +10,9 @@ unsplit ``forward`` literally, so the split itself is checked, not assumed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime
@@ -49,8 +49,10 @@ class ParityError(Exception):
 def onnx_runners(backbone_path: Path, temporal_path: Path) -> tuple[Runner, Runner]:
     backbone = onnxruntime.InferenceSession(str(backbone_path), providers=["CPUExecutionProvider"])
     temporal = onnxruntime.InferenceSession(str(temporal_path), providers=["CPUExecutionProvider"])
-    return (lambda faces: backbone.run([BACKBONE_OUTPUT], {BACKBONE_INPUT: faces})[0],
-            lambda features: temporal.run([TEMPORAL_OUTPUTS[0]], {TEMPORAL_INPUT: features})[0])
+    return (
+        lambda faces: backbone.run([BACKBONE_OUTPUT], {BACKBONE_INPUT: faces})[0],
+        lambda features: temporal.run([TEMPORAL_OUTPUTS[0]], {TEMPORAL_INPUT: features})[0],
+    )
 
 
 def torchscript_runners(backbone_path: Path, temporal_path: Path) -> tuple[Runner, Runner]:
@@ -83,9 +85,13 @@ def check_parity(model: LoadedModel, runners: dict[str, tuple[Runner, Runner]], 
     size = model.input_size
     pool = rng.integers(0, 256, (POOL_SIZE, size, size, 3), dtype=np.uint8)
     with torch.no_grad():
-        reference_features = pooled_features(trunk_of(model.detector), normalise(torch.from_numpy(pool), model.preprocessing)[None])[0]
+        reference_features = pooled_features(
+            trunk_of(model.detector), normalise(torch.from_numpy(pool), model.preprocessing)[None]
+        )[0]
         literal_clip = torch.arange(8) % POOL_SIZE
-        literal = torch.softmax(model.detector(normalise(torch.from_numpy(pool[literal_clip.numpy()]), model.preprocessing)[None]), -1)
+        literal = torch.softmax(
+            model.detector(normalise(torch.from_numpy(pool[literal_clip.numpy()]), model.preprocessing)[None]), -1
+        )
 
     rows = []
     for runtime, (run_backbone, run_temporal) in runners.items():
@@ -104,7 +110,9 @@ def check_parity(model: LoadedModel, runners: dict[str, tuple[Runner, Runner]], 
 def format_table(rows: list[ParityRow]) -> str:
     header = f"{'runtime':<32} {'batch':>5} {'time':>5} {'max |Δ probability|':>20}  ok"
     lines = [header, "-" * len(header)]
-    lines += [f"{r.runtime:<32} {r.batch:>5} {r.time:>5} {r.max_abs_diff:>20.2e}  {'yes' if r.ok else 'NO'}" for r in rows]
+    lines += [
+        f"{r.runtime:<32} {r.batch:>5} {r.time:>5} {r.max_abs_diff:>20.2e}  {'yes' if r.ok else 'NO'}" for r in rows
+    ]
     return "\n".join(lines)
 
 

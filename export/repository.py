@@ -7,9 +7,10 @@ place, so a failed export never replaces a good model and a live Triton never re
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from export import onnx_export, parity
 from export.checkpoint import LoadedModel
@@ -37,15 +38,35 @@ def export_repository(
     with ExitStack() as publish:
         runners = {}
         for platform in platforms:
-            backbone_path = publish.enter_context(atomic_path(model_file(repository, BACKBONE_MODEL, platform, version)))
-            temporal_path = publish.enter_context(atomic_path(model_file(repository, TEMPORAL_MODEL, platform, version)))
+            backbone_path = publish.enter_context(
+                atomic_path(model_file(repository, BACKBONE_MODEL, platform, version))
+            )
+            temporal_path = publish.enter_context(
+                atomic_path(model_file(repository, TEMPORAL_MODEL, platform, version))
+            )
             if platform is ONNX:
-                _step(progress, "exporting backbone to ONNX", lambda: onnx_export.export_backbone_onnx(model, backbone_path, opset))
-                _step(progress, "exporting temporal head to ONNX", lambda: onnx_export.export_temporal_onnx(model, temporal_path, opset))
+                _step(
+                    progress,
+                    "exporting backbone to ONNX",
+                    partial(onnx_export.export_backbone_onnx, model, backbone_path, opset),
+                )
+                _step(
+                    progress,
+                    "exporting temporal head to ONNX",
+                    partial(onnx_export.export_temporal_onnx, model, temporal_path, opset),
+                )
                 runners["onnxruntime"] = parity.onnx_runners(backbone_path, temporal_path)
             else:
-                _step(progress, "tracing backbone to TorchScript", lambda: onnx_export.export_backbone_torchscript(model, backbone_path))
-                _step(progress, "tracing temporal head to TorchScript", lambda: onnx_export.export_temporal_torchscript(model, temporal_path))
+                _step(
+                    progress,
+                    "tracing backbone to TorchScript",
+                    partial(onnx_export.export_backbone_torchscript, model, backbone_path),
+                )
+                _step(
+                    progress,
+                    "tracing temporal head to TorchScript",
+                    partial(onnx_export.export_temporal_torchscript, model, temporal_path),
+                )
                 runners["torchscript"] = parity.torchscript_runners(backbone_path, temporal_path)
         rows = _step(progress, "checking parity against PyTorch", lambda: parity.check_parity(model, runners))
         parity.require_parity(rows)  # raising here discards the temporaries: nothing is published

@@ -7,15 +7,24 @@ sequences of one length together (Triton batches only requests of equal shape).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from export.checkpoint import LoadedModel
 from export.onnx_export import write_text_atomically
-from model_contract import (BACKBONE_INPUT, BACKBONE_MODEL, BACKBONE_OUTPUT, FEATURE_DIM, LABELS_FILE, TEMPORAL_INPUT,
-                            TEMPORAL_MODEL, TEMPORAL_OUTPUTS)
+from model_contract import (
+    BACKBONE_INPUT,
+    BACKBONE_MODEL,
+    BACKBONE_OUTPUT,
+    FEATURE_DIM,
+    LABELS_FILE,
+    TEMPORAL_INPUT,
+    TEMPORAL_MODEL,
+    TEMPORAL_OUTPUTS,
+)
 from model_contract import DEFAULT_MAX_BATCH as MAX_BATCH_SIZE
+
 CPU_CONFIG_NAME = "cpu"  # tritonserver --model-config-name=cpu picks configs/cpu.pbtxt
 
 
@@ -29,8 +38,12 @@ class Platform:
 
 ONNX = Platform("onnxruntime_onnx", "model.onnx", "", (BACKBONE_OUTPUT, *TEMPORAL_OUTPUTS))
 # Triton's libtorch backend names outputs <name>__<index>; inputs may keep forward()'s argument names.
-TORCHSCRIPT = Platform("pytorch_libtorch", "model.pt", "_libtorch",
-                       (f"{BACKBONE_OUTPUT}__0", f"{TEMPORAL_OUTPUTS[0]}__0", f"{TEMPORAL_OUTPUTS[1]}__1"))
+TORCHSCRIPT = Platform(
+    "pytorch_libtorch",
+    "model.pt",
+    "_libtorch",
+    (f"{BACKBONE_OUTPUT}__0", f"{TEMPORAL_OUTPUTS[0]}__0", f"{TEMPORAL_OUTPUTS[1]}__1"),
+)
 
 
 def _parameters(model: LoadedModel) -> str:

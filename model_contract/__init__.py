@@ -23,7 +23,21 @@ DEFAULT_MAX_BATCH = 64
 FAMILY, CHECKPOINT_SHA256, UNTRAINED_DEMO, MAX_TIME = "family", "checkpoint_sha256", "untrained_demo", "max_time"
 
 __all__ = [
-    "BACKBONE_INPUT", "BACKBONE_MODEL", "BACKBONE_OUTPUT", "CHECKPOINT_SHA256", "DEFAULT_MAX_BATCH", "FAMILY",
-    "FEATURE_DIM", "LABELS", "LABELS_FILE", "MAX_TIME", "PROFILES", "PreprocessingProfile", "TEMPORAL_INPUT",
-    "TEMPORAL_MODEL", "TEMPORAL_OUTPUTS", "UNTRAINED_DEMO", "default_profile",
+    "BACKBONE_INPUT",
+    "BACKBONE_MODEL",
+    "BACKBONE_OUTPUT",
+    "CHECKPOINT_SHA256",
+    "DEFAULT_MAX_BATCH",
+    "FAMILY",
+    "FEATURE_DIM",
+    "LABELS",
+    "LABELS_FILE",
+    "MAX_TIME",
+    "PROFILES",
+    "PreprocessingProfile",
+    "TEMPORAL_INPUT",
+    "TEMPORAL_MODEL",
+    "TEMPORAL_OUTPUTS",
+    "UNTRAINED_DEMO",
+    "default_profile",
 ]

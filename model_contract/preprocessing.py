@@ -13,7 +13,7 @@ backbone graph itself puts the channels in the profile's order, scales and norma
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal, get_args
 
 Crop = Literal["face", "full_frame"]
 Resize = Literal["pil_bilinear", "cv2_linear"]
@@ -38,31 +38,47 @@ class PreprocessingProfile:
     def mean(self) -> tuple[float, float, float]:
         """Per channel, in the network's channel order."""
         values = IMAGENET_MEAN if self.normalisation == "imagenet" else (0.0, 0.0, 0.0)
-        return values[::-1] if self.channel_order == "bgr" else values  # type: ignore[return-value]
+        return (values[2], values[1], values[0]) if self.channel_order == "bgr" else values
 
     @property
     def std(self) -> tuple[float, float, float]:
         values = IMAGENET_STD if self.normalisation == "imagenet" else (1.0, 1.0, 1.0)
-        return values[::-1] if self.channel_order == "bgr" else values  # type: ignore[return-value]
+        return (values[2], values[1], values[0]) if self.channel_order == "bgr" else values
 
     def to_parameters(self) -> dict[str, str]:
         fields = asdict(self)
         return {PARAMETER_PREFIX: fields.pop("name"), **{f"{PARAMETER_PREFIX}.{k}": str(v) for k, v in fields.items()}}
 
     @classmethod
-    def from_parameters(cls, parameters: dict[str, str], fallback_size: int) -> "PreprocessingProfile":
+    def from_parameters(cls, parameters: dict[str, str], fallback_size: int) -> PreprocessingProfile:
         """What the served model recorded; models exported before profiles existed get the default
         for their input size, which is what they were always served with."""
         name = parameters.get(PARAMETER_PREFIX)
         if name is None:
             return PROFILES[LEGACY_DEFAULT if fallback_size == 112 else ATTENTION_DEFAULT]
-        value = {key.removeprefix(f"{PARAMETER_PREFIX}."): v for key, v in parameters.items()
-                 if key.startswith(f"{PARAMETER_PREFIX}.")}
-        return cls(name=name, crop=value["crop"], size=int(value["size"]), resize=value["resize"],  # type: ignore[arg-type]
-                   channel_order=value["channel_order"], normalisation=value["normalisation"])  # type: ignore[arg-type]
+        value = {
+            key.removeprefix(f"{PARAMETER_PREFIX}."): v
+            for key, v in parameters.items()
+            if key.startswith(f"{PARAMETER_PREFIX}.")
+        }
+        return cls(
+            name=name,
+            crop=_one_of(value["crop"], get_args(Crop)),
+            size=int(value["size"]),
+            resize=_one_of(value["resize"], get_args(Resize)),
+            channel_order=_one_of(value["channel_order"], get_args(ChannelOrder)),
+            normalisation=_one_of(value["normalisation"], get_args(Normalisation)),
+        )
 
     def describe(self) -> dict[str, str | int]:
         return asdict(self)
+
+
+def _one_of(value: str, allowed: tuple[Any, ...]) -> Any:
+    """A recorded value this version understands; anything else means the model is newer than the service."""
+    if value not in allowed:
+        raise ValueError(f"unknown preprocessing value {value!r}; expected one of {', '.join(allowed)}")
+    return value
 
 
 ATTENTION_DEFAULT = "attention-default"

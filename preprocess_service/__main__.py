@@ -29,8 +29,15 @@ def main(argv: list[str] | None = None) -> None:
 
     # A bounded drain: on SIGTERM, requests in flight get this long, then the process exits anyway
     # (a stalled upload must not keep a pod terminating forever).
-    uvicorn.run("preprocess_service.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="info", timeout_graceful_shutdown=get_settings().shutdown_drain_s)
+    uvicorn.run(
+        "preprocess_service.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        timeout_graceful_shutdown=get_settings().shutdown_drain_s,
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ client address, so one caller cannot take every analysis slot or sign in a loop.
 from __future__ import annotations
 
 import hashlib
-import time
 import hmac
+import time
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -76,8 +76,10 @@ class AccessPolicy:
         limit = self.signing_limit if signing else self.general_limit
         if not self._limiter.hit(limit, "sign" if signing else "any", caller):
             reset, _ = self._limiter.get_window_stats(limit, "sign" if signing else "any", caller)
-            raise RateLimited(f"more than {limit} for this caller; retry later",
-                              headers={"Retry-After": str(max(1, int(reset - time.time())))})
+            raise RateLimited(
+                f"more than {limit} for this caller; retry later",
+                headers={"Retry-After": str(max(1, int(reset - time.time())))},
+            )
         return caller
 
 

@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -67,18 +67,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for warning in deprecated_names_in(os.environ):
             log.warning(warning)
         backend = make_backend(settings)
-        detector = FaceDetector(settings.face_model_path, settings.face_min_confidence, settings.face_margin,
-                                settings.face_haar_max_side)
+        detector = FaceDetector(
+            settings.face_model_path, settings.face_min_confidence, settings.face_margin, settings.face_haar_max_side
+        )
         pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="cpu-stage")
-        services = Services(settings=settings, backend=backend, detector=detector, pool=pool,
-                            analyzer=Analyzer(settings, detector, backend, pool),
-                            signer=load_signer(settings.signing_key, settings.keys_dir, settings.previous_keys_dir), metrics=metrics,
-                            access=access)
+        services = Services(
+            settings=settings,
+            backend=backend,
+            detector=detector,
+            pool=pool,
+            analyzer=Analyzer(settings, detector, backend, pool),
+            signer=load_signer(settings.signing_key, settings.keys_dir, settings.previous_keys_dir),
+            metrics=metrics,
+            access=access,
+        )
         with contextlib.suppress(BackendUnavailable):  # not ready yet: /readyz says so, requests retry
             await services.model_info()
         app.state.services = services
-        sweeper = asyncio.create_task(artifacts.sweep_forever(settings.artifacts_dir, settings.artifacts_ttl_s)) \
-            if settings.artifacts else None
+        sweeper = (
+            asyncio.create_task(artifacts.sweep_forever(settings.artifacts_dir, settings.artifacts_ttl_s))
+            if settings.artifacts
+            else None
+        )
         try:
             yield
         finally:
@@ -89,10 +99,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             detector.close()
 
     metrics = Metrics()
-    access = access_policy(settings.api_keys, settings.require_api_key, settings.rate_limit,
-                           settings.signing_rate_limit)  # a bad key list fails here, at start-up
+    access = access_policy(
+        settings.api_keys, settings.require_api_key, settings.rate_limit, settings.signing_rate_limit
+    )  # a bad key list fails here, at start-up
     app = FastAPIOffline(  # Swagger UI and ReDoc served from the installed package, no CDN
-
         title="Deepfake detection",
         description="Upload a short video: FAKE or REAL, with confidence, per-frame evidence and a signature.",
         version="0.1.0",
@@ -108,6 +118,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.mount(artifacts.URL_PREFIX, StaticFiles(directory=settings.artifacts_dir), name="artifacts")
     app.add_middleware(RequestCounter, metrics=metrics)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
     return app

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
@@ -40,8 +40,10 @@ class Services:
         if self.model is None:
             model = await self.backend.start()
             if model.max_time is not None and self.settings.num_frames > model.max_time:
-                raise BackendUnavailable(f"the model takes sequences of at most {model.max_time} frames but "
-                                         f"DEEPFAKE_NUM_FRAMES is {self.settings.num_frames}")
+                raise BackendUnavailable(
+                    f"the model takes sequences of at most {model.max_time} frames but "
+                    f"DEEPFAKE_NUM_FRAMES is {self.settings.num_frames}"
+                )
             self.model = model
         return self.model
 
@@ -55,8 +57,10 @@ async def _analysis_slot(services: Services) -> AsyncIterator[None]:
     """A bounded number of uploads in progress at once; past it, 503 + Retry-After before reading."""
     if services.in_flight >= services.settings.max_in_flight:
         services.metrics.rejected.inc()
-        raise Overloaded(f"{services.in_flight} requests are in progress; retry shortly",
-                         headers={"Retry-After": str(services.settings.retry_after_s)})
+        raise Overloaded(
+            f"{services.in_flight} requests are in progress; retry shortly",
+            headers={"Retry-After": str(services.settings.retry_after_s)},
+        )
     services.in_flight += 1
     services.metrics.in_flight.inc()
     try:

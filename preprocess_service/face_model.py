@@ -48,8 +48,22 @@ def fetch(path: Path = DEFAULT_PATH) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as download_dir:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-             "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64", SOURCE_WHEEL, "-d", download_dir],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.11",
+                "--platform",
+                "manylinux_2_28_x86_64",
+                SOURCE_WHEEL,
+                "-d",
+                download_dir,
+            ],
             check=True,
         )
         (wheel,) = Path(download_dir).glob("*.whl")

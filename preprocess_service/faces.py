@@ -13,6 +13,8 @@ own instances, made once and reused.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +61,9 @@ def _clamp(box: Box, width: int, height: int, margin: float) -> Box | None:
 class FaceDetector:
     """Largest-face boxes from BlazeFace, then Haar; one instance serves the whole app."""
 
-    def __init__(self, model_path: Path, min_confidence: float = 0.5, margin: float = 0.0, haar_max_side: int = 0) -> None:
+    def __init__(
+        self, model_path: Path, min_confidence: float = 0.5, margin: float = 0.0, haar_max_side: int = 0
+    ) -> None:
         self._options = vision.FaceDetectorOptions(
             base_options=BaseOptions(model_asset_path=str(verified(model_path))),
             running_mode=vision.RunningMode.IMAGE,
@@ -84,25 +88,31 @@ class FaceDetector:
     def _haar(self) -> cv2.CascadeClassifier:
         cascade = getattr(self._local, "haar", None)
         if cascade is None:
-            cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
+            cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))  # type: ignore[attr-defined]
             self._local.haar = cascade
         return cascade
 
     def detect_mediapipe(self, rgb: np.ndarray) -> Box | None:
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))  # it ignores strides
         result = self._mediapipe().detect(image)
-        boxes = [(d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height)
-                 for d in result.detections]
+        boxes = [
+            (d.bounding_box.origin_x, d.bounding_box.origin_y, d.bounding_box.width, d.bounding_box.height)
+            for d in result.detections
+        ]
         return _largest(boxes)
 
     def detect_haar(self, rgb: np.ndarray) -> Box | None:
         scale = min(1.0, self._haar_max_side / max(rgb.shape[:2])) if self._haar_max_side else 1.0
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        if scale < 1.0:
-            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if scale < 1.0:  # never below one pixel a side (a 4000x2 frame)
+            size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         found = self._haar().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5)
-        box = _largest([tuple(int(v) for v in b) for b in found])
-        return tuple(int(round(v / scale)) for v in box) if box else None
+        box = _largest([(int(x), int(y), int(w), int(h)) for x, y, w, h in found])
+        if box is None:
+            return None
+        x, y, w, h = (int(round(v / scale)) for v in box)
+        return x, y, w, h
 
     def find(self, rgb: np.ndarray) -> tuple[Box, str] | None:
         height, width = rgb.shape[:2]
@@ -113,29 +123,68 @@ class FaceDetector:
                 return box, name
         return None
 
+    def crop_one(
+        self, frame: np.ndarray, profile: PreprocessingProfile
+    ) -> tuple[tuple[Box, str] | None, np.ndarray | None]:
+        """The largest face (box, detector) and the model input per the profile. ``face``: no face, no
+        input — never a centre crop (the original's fallback, which its own notes asked to remove).
+        ``full_frame``: every frame is an input; faces are still looked for, as evidence to show."""
+        found = self.find(frame)
+        if profile.crop == "full_frame":
+            return found, resize(frame, profile.size, profile.resize)
+        if found is None:
+            return None, None
+        x, y, w, h = found[0]
+        return found, resize(frame[y : y + h, x : x + w], profile.size, profile.resize)
+
     def crop(self, frames: dict[int, np.ndarray], profile: PreprocessingProfile) -> FaceCrops:
-        """Model inputs per the profile. ``face``: frames without a face are left out, never
-        centre-filled (the original's fallback, which its own notes asked to remove). ``full_frame``:
-        every frame is scored; faces are still looked for, as evidence to show."""
-        positions, crops, boxes, used = [], [], {}, {}
+        collector = CropCollector(self, profile)
         for position in sorted(frames):
-            frame = frames[position]
-            found = self.find(frame)
-            if found is not None:
-                boxes[position], used[position] = found
-            if profile.crop == "full_frame":
-                crops.append(resize(frame, profile.size, profile.resize))
-            elif found is not None:
-                x, y, w, h = found[0]
-                crops.append(resize(frame[y:y + h, x:x + w], profile.size, profile.resize))
-            else:
-                continue
-            positions.append(position)
-        stacked = np.stack(crops) if crops else np.zeros((0, profile.size, profile.size, 3), np.uint8)
-        return FaceCrops(positions, stacked, boxes, used)
+            collector.take(position, frames[position])
+        return collector.result()
 
     def close(self) -> None:
         with self._lock:
             for detector in self._all_mediapipe:
                 detector.close()
             self._all_mediapipe.clear()
+
+
+class CropCollector:
+    """A FrameSink (video.py): crops each frame as it is decoded and keeps only the frames asked for."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        profile: PreprocessingProfile,
+        keep: set[int] | None = None,
+        keep_positions: Callable[[list[int]], set[int]] | None = None,
+    ) -> None:
+        self._detector, self._profile = detector, profile
+        self._keep, self._keep_positions = keep or set(), keep_positions
+        self._positions: list[int] = []
+        self._crops: list[np.ndarray] = []
+        self._boxes: dict[int, Box] = {}
+        self._used: dict[int, str] = {}
+        self.seconds = 0.0  # time spent finding and cutting faces
+
+    def begin(self, sample_indices: list[int]) -> None:
+        if self._keep_positions is not None:
+            self._keep = self._keep_positions(sample_indices)
+
+    def take(self, position: int, rgb: np.ndarray) -> bool:
+        started = time.perf_counter()
+        found, crop = self._detector.crop_one(rgb, self._profile)
+        if found is not None:
+            self._boxes[position], self._used[position] = found
+        if crop is not None:
+            self._positions.append(position)
+            self._crops.append(crop)
+        self.seconds += time.perf_counter() - started
+        return position in self._keep
+
+    def result(self) -> FaceCrops:
+        order = sorted(range(len(self._positions)), key=self._positions.__getitem__)
+        size = self._profile.size
+        stacked = np.stack([self._crops[i] for i in order]) if order else np.zeros((0, size, size, 3), np.uint8)
+        return FaceCrops([self._positions[i] for i in order], stacked, self._boxes, self._used)

@@ -6,9 +6,10 @@ binary envelope (still plain base64, so clients that pass ``signature_base64`` b
 working). A signature alone over the file's hash — what the original service made — is no proof
 of *when* or by *which* key, so it still verifies, reported as ``legacy``. Several public keys can
 verify (rotation: one active private key, the previous keys' public halves), selected by key id.
-The digest is computed while the upload streams in, so signing never reads the file again. The private key comes from a mounted secret (``DEEPFAKE_SIGNING_KEY``)
-or is generated once into ``DEEPFAKE_KEYS_DIR`` with mode 0600; it is never regenerated while one
-exists (old signatures would stop verifying) and never belongs in the repository.
+The digest is computed while the upload streams in, so signing never reads the file again. The
+private key comes from a mounted secret (``DEEPFAKE_SIGNING_KEY``) or is generated once into
+``DEEPFAKE_KEYS_DIR`` with mode 0600; it is never regenerated while one exists (old signatures
+would stop verifying) and never belongs in the repository.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -80,21 +81,28 @@ class Signer:
                 return Verification(True, "legacy", key_id)
         lengths = sorted({key.key_size // 8 for key in self.public_keys.values()})
         if len(signature) not in lengths:
-            return Verification(False, "unknown", error=f"signature is {len(signature)} bytes; this service's "
-                                f"keys make {' or '.join(map(str, lengths))}-byte signatures or attestations")
+            return Verification(
+                False,
+                "unknown",
+                error=f"signature is {len(signature)} bytes; this service's "
+                f"keys make {' or '.join(map(str, lengths))}-byte signatures or attestations",
+            )
         return Verification(False, "legacy", error="no key of this service made this signature over this file")
 
     def _verify_attestation(self, sha256_digest: bytes, envelope: bytes) -> Verification:
         key_id = envelope[4:36].hex()
         signed_at_ms = int.from_bytes(envelope[36:44], "big")
-        signed_at = datetime.fromtimestamp(signed_at_ms / 1000, timezone.utc)
+        signed_at = datetime.fromtimestamp(signed_at_ms / 1000, UTC)
         key = self.public_keys.get(key_id)
         if key is None:
-            return Verification(False, "attestation", key_id, signed_at, error="signed by a key this service does not know")
+            return Verification(
+                False, "attestation", key_id, signed_at, error="signed by a key this service does not know"
+            )
         payload = attestation_payload(sha256_digest, signed_at_ms, key_id)
         if not _valid(key, envelope[44:], payload, hashes.SHA256()):
-            return Verification(False, "attestation", key_id, signed_at,
-                                error="the attestation does not match this file, time and key")
+            return Verification(
+                False, "attestation", key_id, signed_at, error="the attestation does not match this file, time and key"
+            )
         return Verification(True, "attestation", key_id, signed_at)
 
     def public_pems(self) -> dict[str, str]:

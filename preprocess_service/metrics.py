@@ -10,16 +10,28 @@ STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("deepfake_requests", "HTTP requests by route and status",
-                                ["route", "status"], registry=self.registry)
-        self.stage_seconds = Histogram("deepfake_stage_seconds", "time per analysis stage", ["stage"],
-                                       buckets=STAGE_BUCKETS, registry=self.registry)
-        self.backbone_batch = Histogram("deepfake_backbone_batch_size", "face crops per backbone call",
-                                        buckets=(1, 2, 4, 8, 16, 30, 32, 64, 128, 200), registry=self.registry)
-        self.in_flight = Gauge("deepfake_analyses_in_flight", "analyses admitted and not finished",
-                               registry=self.registry)
-        self.rejected = Counter("deepfake_overload_rejections", "requests refused with 503 overloaded",
-                                registry=self.registry)
+        self.requests = Counter(
+            "deepfake_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.stage_seconds = Histogram(
+            "deepfake_stage_seconds",
+            "time per analysis stage",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.backbone_batch = Histogram(
+            "deepfake_backbone_batch_size",
+            "face crops per backbone call",
+            buckets=(1, 2, 4, 8, 16, 30, 32, 64, 128, 200),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "deepfake_analyses_in_flight", "analyses admitted and not finished", registry=self.registry
+        )
+        self.rejected = Counter(
+            "deepfake_overload_rejections", "requests refused with 503 overloaded", registry=self.registry
+        )
 
 
 class RequestCounter:

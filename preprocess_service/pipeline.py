@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from preprocess_service.errors import NoFaceDetected
-from preprocess_service.faces import FaceCrops, FaceDetector
+from preprocess_service.faces import CropCollector, FaceCrops, FaceDetector
 from preprocess_service.inference import InferenceBackend, ModelInfo
 from preprocess_service.scoring import FrameScore, Rule, Verdict, original_verdict, sequence_verdict, spread_positions
 from preprocess_service.settings import Settings
@@ -46,20 +46,24 @@ class Analyzer:
     def __init__(self, settings: Settings, detector: FaceDetector, backend: InferenceBackend, pool: ThreadPoolExecutor):
         self._settings, self._detector, self._backend, self._pool = settings, detector, backend, pool
 
-    def _read(self, path: Path) -> SampledVideo:
+    def _read_and_crop(self, path: Path, model: ModelInfo) -> tuple[SampledVideo, FaceCrops, float]:
+        """Decode and cut in one pass: each frame is cropped as it is decoded and dropped unless it will be
+        shown (artefacts), so memory per analysis is its crops and at most its display frames."""
         s = self._settings
+        shown = (
+            (lambda indices: {indices[i] for i in spread_positions(len(indices), s.display_frames)})
+            if s.artifacts
+            else None
+        )
+        collector = CropCollector(self._detector, model.preprocessing, keep_positions=shown)
         budget = DecodeBudget(s.max_video_pixels, s.max_decoded_frames, s.max_decode_s)
-        return read_video(path, s.num_frames, s.min_frames, s.max_video_frames, budget)
-
-    def _crops(self, video: SampledVideo, model: ModelInfo) -> FaceCrops:
-        return self._detector.crop({position: frame.rgb for position, frame in video.frames.items()}, model.preprocessing)
+        video = read_video(path, s.num_frames, s.min_frames, s.max_video_frames, budget, sink=collector)
+        return video, collector.result(), collector.seconds
 
     async def analyse(self, path: Path, model: ModelInfo) -> Analysis:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        video = await loop.run_in_executor(self._pool, self._read, path)
-        decoded = time.perf_counter()
-        faces = await loop.run_in_executor(self._pool, self._crops, video, model)
+        video, faces, face_seconds = await loop.run_in_executor(self._pool, self._read_and_crop, path, model)
         if not faces.positions:
             raise NoFaceDetected(f"no face was found in any of the {len(video.frames)} sampled frames")
         found = time.perf_counter()
@@ -75,8 +79,14 @@ class Analyzer:
 
         p_fake_of = {position: float(frame_probabilities[row, 0]) for position, row in row_of.items()}
         frames = [FrameScore(i, video.frames[i].frame_time_sec, p_fake_of.get(i)) for i in video.sample_indices]
-        verdicts: dict[Rule, Verdict] = {"sequence": sequence_verdict(float(video_probabilities[0, 0]), frames),
-                                         "original": original_verdict(frames)}
-        timings = {"decode": decoded - started, "faces": found - decoded, "inference": inferred - found,
-                   "total": inferred - started}
+        verdicts: dict[Rule, Verdict] = {
+            "sequence": sequence_verdict(float(video_probabilities[0, 0]), frames),
+            "original": original_verdict(frames),
+        }
+        timings = {
+            "decode": found - started - face_seconds,
+            "faces": face_seconds,
+            "inference": inferred - found,
+            "total": inferred - started,
+        }
         return Analysis(video, faces, frames, verdicts, self._settings.verdict, timings, model)

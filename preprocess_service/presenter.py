@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import numpy as np
@@ -17,30 +17,59 @@ import numpy as np
 from preprocess_service import artifacts
 from preprocess_service.inference import ModelInfo
 from preprocess_service.pipeline import Analysis
-from preprocess_service.schemas import (CroppedFace, DisplayFrame, FrameRow, ModelInfoModel, PredictCsvResponse,
-                                        PredictResponse, PreprocessingModel, StageTimes, VerdictModel)
+from preprocess_service.schemas import (
+    CroppedFace,
+    DisplayFrame,
+    FrameRow,
+    ModelInfoModel,
+    PredictCsvResponse,
+    PredictResponse,
+    PreprocessingModel,
+    StageTimes,
+    VerdictModel,
+)
 from preprocess_service.uploads import Upload
 
 CSV_COLUMNS = ("frame_index", "frame_time_sec", "confidence", "label", "p_fake", "detector")
-CSV_MODEL_COLUMNS = ("model_family", "model_preprocessing", "model_checkpoint_sha256", "model_untrained_demo",
-                     "model_architecture")
+CSV_MODEL_COLUMNS = (
+    "model_family",
+    "model_preprocessing",
+    "model_checkpoint_sha256",
+    "model_untrained_demo",
+    "model_architecture",
+)
 
 
 def model_block(model: ModelInfo) -> ModelInfoModel:
-    return ModelInfoModel(family=model.family, untrained_demo=model.untrained_demo, backend=model.backend,
-                          checkpoint_sha256=model.checkpoint_sha256, architecture=model.architecture,
-                          preprocessing=PreprocessingModel(**model.preprocessing.describe()))
+    return ModelInfoModel(
+        family=model.family,
+        untrained_demo=model.untrained_demo,
+        backend=model.backend,
+        checkpoint_sha256=model.checkpoint_sha256,
+        architecture=model.architecture,
+        preprocessing=PreprocessingModel(**model.preprocessing.describe()),
+    )
 
 
 def frame_rows(analysis: Analysis) -> list[FrameRow]:
     boxes, used = analysis.faces.boxes, analysis.faces.detector_used
-    return [FrameRow(frame_index=f.frame_index, frame_time_sec=f.frame_time_sec, confidence=f.confidence,
-                     label=f.label, p_fake=f.p_fake, detector=used.get(f.frame_index), box=boxes.get(f.frame_index))
-            for f in analysis.frames]
+    return [
+        FrameRow(
+            frame_index=f.frame_index,
+            frame_time_sec=f.frame_time_sec,
+            confidence=f.confidence,
+            label=f.label,
+            p_fake=f.p_fake,
+            detector=used.get(f.frame_index),
+            box=boxes.get(f.frame_index),
+        )
+        for f in analysis.frames
+    ]
 
 
-def predict_response(analysis: Analysis, upload: Upload, display_count: int,
-                     analysis_id: str | None) -> PredictResponse:
+def predict_response(
+    analysis: Analysis, upload: Upload, display_count: int, analysis_id: str | None
+) -> PredictResponse:
     shown = analysis.display_positions(display_count)
     score_of = {frame.frame_index: frame for frame in analysis.frames}
     faces = analysis.faces
@@ -50,23 +79,37 @@ def predict_response(analysis: Analysis, upload: Upload, display_count: int,
         confidence=verdict.confidence,
         p_fake=round(verdict.p_fake, 6),
         verdict_rule=analysis.rule,
-        verdicts={rule: VerdictModel(result=v.label, confidence=v.confidence, p_fake=round(v.p_fake, 6),
-                                     frame_indices=v.frame_indices) for rule, v in analysis.verdicts.items()},
+        verdicts={
+            rule: VerdictModel(
+                result=v.label, confidence=v.confidence, p_fake=round(v.p_fake, 6), frame_indices=v.frame_indices
+            )
+            for rule, v in analysis.verdicts.items()
+        },
         processing_time_sec=round(analysis.timings["total"], 3),
         filename=upload.filename,
         sha256_hex=upload.sha256,
-        analyzed_at=datetime.now(timezone.utc).isoformat(),
+        analyzed_at=datetime.now(UTC).isoformat(),
         metadata=analysis.video.metadata,
         frames_for_display=[
-            DisplayFrame(frame_index=i, frame_time_sec=score_of[i].frame_time_sec,
-                         url=artifacts.frame_url(analysis_id, i) if analysis_id else None,
-                         confidence=score_of[i].confidence, label=score_of[i].label, p_fake=score_of[i].p_fake)
+            DisplayFrame(
+                frame_index=i,
+                frame_time_sec=score_of[i].frame_time_sec,
+                url=artifacts.frame_url(analysis_id, i) if analysis_id else None,
+                confidence=score_of[i].confidence,
+                label=score_of[i].label,
+                p_fake=score_of[i].p_fake,
+            )
             for i in shown
         ],
         cropped_faces=[
-            CroppedFace(frame_index=i, url=artifacts.face_url(analysis_id, i) if analysis_id else None,
-                        box=faces.boxes[i], detector=faces.detector_used[i])
-            for i in shown if i in faces.boxes
+            CroppedFace(
+                frame_index=i,
+                url=artifacts.face_url(analysis_id, i) if analysis_id else None,
+                box=faces.boxes[i],
+                detector=faces.detector_used[i],
+            )
+            for i in shown
+            if i in faces.boxes
         ],
         frames_csv_indices=list(analysis.video.sample_indices),
         frames_analyzed=len(analysis.frames),
@@ -80,27 +123,32 @@ def display_images(analysis: Analysis, display_count: int) -> dict[str, np.ndarr
     """The JPEGs an artefact-writing service stores for the display frames (frame and model input)."""
     crops = analysis.faces
     shown = analysis.display_positions(display_count)
-    images = {f"frame_{i}.jpg": analysis.video.frames[i].rgb for i in shown}
+    images = {f"frame_{i}.jpg": rgb for i in shown if (rgb := analysis.video.frames[i].rgb) is not None}
     images.update({f"face_{i}.jpg": crops.crops[crops.positions.index(i)] for i in shown if i in crops.positions})
     return images
 
 
 def csv_response(analysis: Analysis, upload: Upload) -> PredictCsvResponse:
-    return PredictCsvResponse(filename=upload.filename, frames_csv=frame_rows(analysis),
-                              model=model_block(analysis.model))
+    return PredictCsvResponse(
+        filename=upload.filename, frames_csv=frame_rows(analysis), model=model_block(analysis.model)
+    )
 
 
 def csv_text(analysis: Analysis) -> str:
     """The seed's columns first; the model that produced the rows on every row, so a file read on its
     own still says which checkpoint, architecture and preprocessing it came from."""
     model = model_block(analysis.model)
-    model_cells = {"model_family": model.family, "model_preprocessing": model.preprocessing.name,
-                   "model_checkpoint_sha256": model.checkpoint_sha256,
-                   "model_untrained_demo": str(model.untrained_demo).lower(),
-                   "model_architecture": " ".join(f"{k}={v}" for k, v in model.architecture.items())}
+    model_cells = {
+        "model_family": model.family,
+        "model_preprocessing": model.preprocessing.name,
+        "model_checkpoint_sha256": model.checkpoint_sha256,
+        "model_untrained_demo": str(model.untrained_demo).lower(),
+        "model_architecture": " ".join(f"{k}={v}" for k, v in model.architecture.items()),
+    }
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=(*CSV_COLUMNS, *CSV_MODEL_COLUMNS), lineterminator="\n",
-                            extrasaction="ignore")
+    writer = csv.DictWriter(
+        buffer, fieldnames=(*CSV_COLUMNS, *CSV_MODEL_COLUMNS), lineterminator="\n", extrasaction="ignore"
+    )
     writer.writeheader()
     writer.writerows({**row.model_dump(), **model_cells} for row in frame_rows(analysis))
     return buffer.getvalue()

@@ -54,8 +54,9 @@ class ModelInfoModel(BaseModel):
     untrained_demo: bool = Field(description="true: random demo weights, the verdict means nothing")
     backend: str
     checkpoint_sha256: str
-    architecture: dict[str, str] = Field(description="sizes read from the checkpoint, and the export's choices "
-                                         "(num_heads, activation, batch_first)")
+    architecture: dict[str, str] = Field(
+        description="sizes read from the checkpoint, and the export's choices (num_heads, activation, batch_first)"
+    )
     preprocessing: PreprocessingModel
 
 
@@ -95,8 +96,10 @@ class PredictCsvResponse(BaseModel):
 class SignResponse(BaseModel):
     video_filename: str
     sha256_hex: str
-    signature_base64: str = Field(description="attestation envelope: key id, signing time (ms) and an RSA "
-                                  "PKCS#1 v1.5 SHA-256 signature binding them to the file's SHA-256")
+    signature_base64: str = Field(
+        description="attestation envelope: key id, signing time (ms) and an RSA "
+        "PKCS#1 v1.5 SHA-256 signature binding them to the file's SHA-256"
+    )
     signed_at: str
     key_id: str
     format: str = "attestation-v1"
@@ -105,8 +108,9 @@ class SignResponse(BaseModel):
 class VerifyResponse(BaseModel):
     video_filename: str
     valid: bool
-    kind: str = Field(description="attestation, legacy (a bare signature over the file hash, as the original "
-                      "made), or unknown")
+    kind: str = Field(
+        description="attestation, legacy (a bare signature over the file hash, as the original made), or unknown"
+    )
     sha256_hex: str
     verified_at: str
     key_id: str | None = Field(None, description="the key the signature names or was verified with")

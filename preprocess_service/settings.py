@@ -37,10 +37,17 @@ class Settings(BaseSettings):
     face_model_path: Path = DEFAULT_FACE_MODEL
     face_min_confidence: float = Field(0.5, ge=0, le=1)
     face_margin: float = Field(0.0, ge=0, le=1, description="box growth on each side, as a fraction (seed: 0)")
-    face_haar_max_side: int = Field(0, ge=0, description="Haar fallback on a frame shrunk to this side: ~4x faster, "
-                                    "but other boxes than the original's; 0 = full frame, as the original")
-    verdict: Rule = Field("sequence", description="rule behind result/confidence/p_fake: sequence (the temporal "
-                          "model over all faces) or original (the seed's vote of 4 frames scored alone)")
+    face_haar_max_side: int = Field(
+        0,
+        ge=0,
+        description="Haar fallback on a frame shrunk to this side: ~4x faster, "
+        "but other boxes than the original's; 0 = full frame, as the original",
+    )
+    verdict: Rule = Field(
+        "sequence",
+        description="rule behind result/confidence/p_fake: sequence (the temporal "
+        "model over all faces) or original (the seed's vote of 4 frames scored alone)",
+    )
     max_video_pixels: int = Field(3840 * 2160, description="larger frames are refused (header and every decoded frame)")
     max_video_frames: int = Field(100_000, description="longer videos are refused before decoding")
     max_decoded_frames: int = Field(3000, ge=1, description="frames one analysis may decode to reach its samples")
@@ -52,11 +59,18 @@ class Settings(BaseSettings):
     upload_min_rate_kib_s: float = Field(32.0, ge=0, description="slower uploads (after 5 s) are cut off with 408")
     shutdown_drain_s: int = Field(30, ge=1, description="on SIGTERM, requests in flight get this long to finish")
     upload_dir: Path | None = Field(None, description="temporary upload folder (default: the system's)")
-    cpu_threads: int = Field(2, ge=1, validation_alias=AliasChoices("DEEPFAKE_CPU_THREADS", "DEEPFAKE_WORKERS"),
-                             description="threads for decoding and face detection (old name: DEEPFAKE_WORKERS)")
-    max_in_flight: int = Field(8, ge=1, validation_alias=AliasChoices("DEEPFAKE_MAX_IN_FLIGHT", "DEEPFAKE_MAX_PENDING"),
-                               description="uploads admitted at once; more get 503 + Retry-After "
-                                           "(old name: DEEPFAKE_MAX_PENDING)")
+    cpu_threads: int = Field(
+        2,
+        ge=1,
+        validation_alias=AliasChoices("DEEPFAKE_CPU_THREADS", "DEEPFAKE_WORKERS"),
+        description="threads for decoding and face detection (old name: DEEPFAKE_WORKERS)",
+    )
+    max_in_flight: int = Field(
+        8,
+        ge=1,
+        validation_alias=AliasChoices("DEEPFAKE_MAX_IN_FLIGHT", "DEEPFAKE_MAX_PENDING"),
+        description="uploads admitted at once; more get 503 + Retry-After (old name: DEEPFAKE_MAX_PENDING)",
+    )
     retry_after_s: int = 2
 
     # Display artefacts (off by default: nothing is written to disk on the hot path)

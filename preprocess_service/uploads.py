@@ -76,7 +76,10 @@ class _Receiver:
         self._check_header_size()
 
     def _check_header_size(self) -> None:
-        if len(self._header_name) + len(self._header_value) + sum(map(len, self._headers.values())) > MAX_PART_HEADER_BYTES:
+        if (
+            len(self._header_name) + len(self._header_value) + sum(map(len, self._headers.values()))
+            > MAX_PART_HEADER_BYTES
+        ):
             raise MalformedUpload(f"a multipart part's headers exceed {MAX_PART_HEADER_BYTES} bytes")
 
     def on_header_end(self) -> None:
@@ -123,7 +126,7 @@ async def _chunks(request: Request, limits: ReadLimits) -> AsyncIterator[bytes]:
             chunk = await asyncio.wait_for(stream.__anext__(), timeout=limits.idle_timeout_s)
         except StopAsyncIteration:
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UploadTimeout(f"no data for {limits.idle_timeout_s:g} s; upload abandoned") from None
         received += len(chunk)
         elapsed = time.monotonic() - started
@@ -141,14 +144,15 @@ def _parser(content_type: str, receiver: _Receiver) -> MultipartParser:
         raise MalformedUpload(f"the multipart boundary is longer than {MAX_BOUNDARY_BYTES} bytes")
     callbacks = {event: getattr(receiver, event) for event in dir(receiver) if event.startswith("on_")}
     try:
-        return MultipartParser(boundary, callbacks)
+        return MultipartParser(boundary, callbacks)  # type: ignore[arg-type]  # a TypedDict of these names
     except (FormParserError, ValueError) as error:
         raise MalformedUpload(f"unusable multipart boundary ({error.__class__.__name__})") from error
 
 
 @asynccontextmanager
-async def receive_upload(request: Request, max_bytes: int, upload_dir: Path | None = None,
-                         limits: ReadLimits = ReadLimits()) -> AsyncIterator[Upload]:
+async def receive_upload(
+    request: Request, max_bytes: int, upload_dir: Path | None = None, limits: ReadLimits = ReadLimits()
+) -> AsyncIterator[Upload]:
     """The received upload; its temporary file is removed on leaving the block, in every case."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + 2 * MAX_TEXT_FIELD_BYTES:

@@ -13,12 +13,19 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 import numpy as np
 
-from preprocess_service.errors import (DecodeBudgetExceeded, NotAVideo, NoVideoStream, TooFewFrames, UnreadableVideo,
-                                       VideoTooLarge)
+from preprocess_service.errors import (
+    DecodeBudgetExceeded,
+    NotAVideo,
+    NoVideoStream,
+    TooFewFrames,
+    UnreadableVideo,
+    VideoTooLarge,
+)
 
 SEEK_COST_IN_FRAMES = 8  # a seek flushes the decoder: worth a few decoded frames (measured order)
 QUICKTIME_KEYS = {
@@ -53,7 +60,16 @@ class VideoMetadata:
 class SampledFrame:
     frame_index: int  # position in presentation order
     frame_time_sec: float
-    rgb: np.ndarray = field(repr=False)  # upright, HxWx3 uint8
+    rgb: np.ndarray | None = field(repr=False)  # upright, HxWx3 uint8; None once a FrameSink has taken it
+
+
+class FrameSink(Protocol):
+    """Takes each sampled frame as soon as it is decoded, so a request never holds all its full frames
+    (30 of them at 4K are 750 MB); ``take`` answers whether the frame itself must be kept."""
+
+    def begin(self, sample_indices: list[int]) -> None: ...
+
+    def take(self, position: int, rgb: np.ndarray) -> bool: ...
 
 
 @dataclass
@@ -103,7 +119,7 @@ def container_of(path: Path) -> Container | None:
         head = stream.read(16)
     if head[8:12] == b"AVI " and head[:4] != b"RIFF":
         return None
-    return next((c for c in CONTAINERS if any(head[c.offset:c.offset + len(m)] == m for m in c.magics)), None)
+    return next((c for c in CONTAINERS if any(head[c.offset : c.offset + len(m)] == m for m in c.magics)), None)
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -123,8 +139,9 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
     return container.streams.video[0]
 
 
-def _timeline(container: av.container.InputContainer, stream: av.VideoStream, max_frames: int,
-              budget: DecodeBudget) -> _Timeline:
+def _timeline(
+    container: av.container.InputContainer, stream: av.VideoStream, max_frames: int, budget: DecodeBudget
+) -> _Timeline:
     entries = []
     try:
         for packet in container.demux(stream):
@@ -149,17 +166,29 @@ def _metadata(container, stream, path: Path, timeline: _Timeline, rotation: int)
     count = len(timeline.pts)
     # Mean rate over the real timestamps: right for variable frame rate files too.
     frame_rate = float((count - 1) / (span * time_base)) if span else float(stream.average_rate or 0)
-    duration = float(container.duration / av.time_base) if container.duration else (count / frame_rate if frame_rate else 0.0)
+    duration = (
+        float(container.duration / av.time_base) if container.duration else (count / frame_rate if frame_rate else 0.0)
+    )
     width, height = stream.codec_context.width, stream.codec_context.height
     if rotation % 180:
         width, height = height, width
     return VideoMetadata(
-        width=width, height=height, video_codec=stream.codec_context.name, frame_rate=round(frame_rate, 3),
-        nb_frames=count, bit_rate=container.bit_rate or stream.bit_rate, duration=round(duration, 3),
-        file_size=path.stat().st_size, format=container.format.name, rotation=rotation,
-        creation_time=tags.get("creation_time"), location=tags.get(QUICKTIME_KEYS["location"]) or tags.get("location"),
-        make=tags.get(QUICKTIME_KEYS["make"]), model=tags.get(QUICKTIME_KEYS["model"]),
-        software=tags.get(QUICKTIME_KEYS["software"]), encoder=tags.get("encoder"),
+        width=width,
+        height=height,
+        video_codec=stream.codec_context.name,
+        frame_rate=round(frame_rate, 3),
+        nb_frames=count,
+        bit_rate=container.bit_rate or stream.bit_rate,
+        duration=round(duration, 3),
+        file_size=path.stat().st_size,
+        format=container.format.name,
+        rotation=rotation,
+        creation_time=tags.get("creation_time"),
+        location=tags.get(QUICKTIME_KEYS["location"]) or tags.get("location"),
+        make=tags.get(QUICKTIME_KEYS["make"]),
+        model=tags.get(QUICKTIME_KEYS["model"]),
+        software=tags.get(QUICKTIME_KEYS["software"]),
+        encoder=tags.get("encoder"),
     )
 
 
@@ -201,15 +230,20 @@ class DecodeBudget:
 
     def check_frame(self, frame: av.VideoFrame, decoded: int) -> None:
         if frame.width * frame.height > self.max_pixels:
-            raise VideoTooLarge(f"a frame of {frame.width}x{frame.height} exceeds the limit of {self.max_pixels} pixels")
+            raise VideoTooLarge(
+                f"a frame of {frame.width}x{frame.height} exceeds the limit of {self.max_pixels} pixels"
+            )
         if decoded > self.max_decoded_frames:
-            raise DecodeBudgetExceeded(f"reaching the sampled frames needs more than {self.max_decoded_frames} "
-                                       "decoded frames (a very long group of pictures?)")
+            raise DecodeBudgetExceeded(
+                f"reaching the sampled frames needs more than {self.max_decoded_frames} "
+                "decoded frames (a very long group of pictures?)"
+            )
         self.check_time()
 
 
-def _decode(path: Path, timeline: _Timeline, targets: list[int],
-            budget: DecodeBudget) -> tuple[dict[int, SampledFrame], int, int]:
+def _decode(
+    path: Path, timeline: _Timeline, targets: list[int], budget: DecodeBudget, sink: FrameSink | None
+) -> tuple[dict[int, SampledFrame], int, int]:
     """Wanted frames by position, how many frames were decoded, and the display rotation."""
     position_of = {timeline.pts[i]: i for i in targets}
     first_pts = timeline.pts[0]
@@ -217,7 +251,7 @@ def _decode(path: Path, timeline: _Timeline, targets: list[int],
     decoded, rotation = 0, 0
     with _open(path) as container:
         stream = _video_stream(container)
-        time_base = float(stream.time_base)
+        time_base = float(stream.time_base or 1)
         plan = _plan(timeline, targets)
         if plan[0][0] is None:
             stream.thread_type = "AUTO"  # frame threads pay off on a long forward pass, not after seeks
@@ -229,19 +263,28 @@ def _decode(path: Path, timeline: _Timeline, targets: list[int],
                     decoded += 1
                     budget.check_frame(frame, decoded)
                     rotation = int(frame.rotation or 0)
+                    if frame.pts is None:
+                        break
                     position = position_of.get(frame.pts)
                     if position is not None and position not in frames:
-                        frames[position] = SampledFrame(position, round((frame.pts - first_pts) * time_base, 4),
-                                                        _upright(frame))
-                    if frame.pts is None or frame.pts >= timeline.pts[last]:
+                        upright = _upright(frame)
+                        kept = upright if sink is None or sink.take(position, upright) else None
+                        frames[position] = SampledFrame(position, round((frame.pts - first_pts) * time_base, 4), kept)
+                    if frame.pts >= timeline.pts[last]:
                         break
         except av.FFmpegError:
             pass  # damaged data: keep the frames decoded so far
     return frames, decoded, rotation
 
 
-def read_video(path: Path, num_frames: int, min_frames: int = 2, max_frames: int = 100_000,
-               budget: DecodeBudget | None = None) -> SampledVideo:
+def read_video(
+    path: Path,
+    num_frames: int,
+    min_frames: int = 2,
+    max_frames: int = 100_000,
+    budget: DecodeBudget | None = None,
+    sink: FrameSink | None = None,
+) -> SampledVideo:
     budget = budget or DecodeBudget()
     max_pixels = budget.max_pixels
     with _open(path) as container:
@@ -255,11 +298,11 @@ def read_video(path: Path, num_frames: int, min_frames: int = 2, max_frames: int
         if len(timeline.pts) < min_frames:
             raise TooFewFrames(f"the video has {len(timeline.pts)} frame(s); at least {min_frames} are needed")
         indices = sample_indices(len(timeline.pts), num_frames)
-        frames, decoded, rotation = _decode(path, timeline, sorted(set(indices)), budget)
+        if sink is not None:
+            sink.begin(indices)
+        frames, decoded, rotation = _decode(path, timeline, sorted(set(indices)), budget, sink)
         if not frames:
             raise UnreadableVideo("no frame of the video could be decoded")
         metadata = _metadata(container, stream, path, timeline, rotation)
     indices = [i for i in indices if i in frames]  # frames lost to damage are left out, not invented
     return SampledVideo(metadata, indices, frames, decoded)
-
-

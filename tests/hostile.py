@@ -76,8 +76,15 @@ def _remux(source: Path, path: Path, container: str) -> Path:
     return path
 
 
-def _encode(path: Path, frames: list[np.ndarray], codec: str = "libx264", pix_fmt: str = "yuv420p",
-            container: str | None = None, gop: int = 12, pts: list[int] | None = None) -> Path:
+def _encode(
+    path: Path,
+    frames: list[np.ndarray],
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    container: str | None = None,
+    gop: int = 12,
+    pts: list[int] | None = None,
+) -> Path:
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=25)
@@ -144,18 +151,25 @@ def corpus(folder: Path) -> list[Case]:
 
     unreadable = ((422, "unreadable_video"), (422, "too_few_frames"), (422, "no_face_detected"))
     for fraction in (0.02, 0.3, 0.6, 0.95):
-        cases.append(Case(f"truncated MP4 at {fraction:.0%}", face_bytes[: int(len(face_bytes) * fraction)], unreadable))
+        cases.append(
+            Case(f"truncated MP4 at {fraction:.0%}", face_bytes[: int(len(face_bytes) * fraction)], unreadable)
+        )
     cases.append(Case("MP4 header only", face_bytes[:64], unreadable))
     for seed in range(4):
-        cases.append(Case(f"corrupt stream (bytes flipped, seed {seed})", _flip(face_bytes, seed, 40),
-                          (OK, *unreadable)))
-    cases.append(Case("ftyp box then garbage", face_bytes[:32] + rng.integers(0, 256, 4000, dtype=np.uint8).tobytes(),
-                      unreadable))
+        cases.append(
+            Case(f"corrupt stream (bytes flipped, seed {seed})", _flip(face_bytes, seed, 40), (OK, *unreadable))
+        )
+    cases.append(
+        Case(
+            "ftyp box then garbage", face_bytes[:32] + rng.integers(0, 256, 4000, dtype=np.uint8).tobytes(), unreadable
+        )
+    )
     cases.append(Case("EBML magic then garbage", b"\x1a\x45\xdf\xa3" + b"\x01" * 500, unreadable))
 
     mkv = _remux(face, folder / "face.mkv", "matroska")
-    avi = _encode(folder / "face.avi", [media.astronaut((192, 192))] * 12, codec="mjpeg", pix_fmt="yuvj420p",
-                  container="avi")
+    avi = _encode(
+        folder / "face.avi", [media.astronaut((192, 192))] * 12, codec="mjpeg", pix_fmt="yuvj420p", container="avi"
+    )
     cases += [
         Case("Matroska named .mp4", _bytes(mkv), (OK,), "clip.mp4"),
         Case("MP4 named .txt", face_bytes, (OK,), "notes.txt"),
@@ -165,8 +179,13 @@ def corpus(folder: Path) -> list[Case]:
 
     switch = media.resolution_switch(folder / "switch.mkv", small=64, large=1024, count=8)
     cases.append(Case("resolution switch 64 -> 1024 mid-stream", _bytes(switch), ((422, "video_too_large"),)))
-    big_header = _encode(folder / "big.mkv", [np.zeros((800, 800, 3), np.uint8)] * 3, codec="mjpeg",
-                         pix_fmt="yuvj420p", container="matroska")
+    big_header = _encode(
+        folder / "big.mkv",
+        [np.zeros((800, 800, 3), np.uint8)] * 3,
+        codec="mjpeg",
+        pix_fmt="yuvj420p",
+        container="matroska",
+    )
     cases.append(Case("frames over the pixel limit", _bytes(big_header), ((422, "video_too_large"),)))
     long_gop = _encode(folder / "long_gop.mp4", [media.astronaut((96, 96))] * 400, gop=400)
     cases.append(Case("long single GOP (decode budget)", _bytes(long_gop), ((422, "decode_budget_exceeded"),)))
@@ -175,20 +194,40 @@ def corpus(folder: Path) -> list[Case]:
     cases.append(Case("10-bit H.264", _bytes(ten_bit), (OK,)))
     for width, height in ((203, 157), (4000, 2), (2, 4000), (2, 2), (16, 16)):
         frames = [np.full((height, width, 3), 128, np.uint8)] * 6
-        video = _encode(folder / f"size_{width}x{height}.mkv", frames, codec="ffv1", pix_fmt="yuv444p",
-                        container="matroska")
+        video = _encode(
+            folder / f"size_{width}x{height}.mkv", frames, codec="ffv1", pix_fmt="yuv444p", container="matroska"
+        )
         cases.append(Case(f"odd size {width}x{height}", _bytes(video), ((422, "no_face_detected"),)))
-    zero_times = _encode(folder / "zero_times.mkv", [media.astronaut((128, 128))] * 6, codec="ffv1",
-                         container="matroska", pts=[0] * 6)
+    zero_times = _encode(
+        folder / "zero_times.mkv", [media.astronaut((128, 128))] * 6, codec="ffv1", container="matroska", pts=[0] * 6
+    )
     cases.append(Case("every frame at timestamp 0", _bytes(zero_times), (OK, *unreadable)))
-    cases.append(Case("one frame", _bytes(media.write_video(folder / "one.mp4", [media.astronaut((128, 128))])),
-                      ((422, "too_few_frames"),)))
+    cases.append(
+        Case(
+            "one frame",
+            _bytes(media.write_video(folder / "one.mp4", [media.astronaut((128, 128))])),
+            ((422, "too_few_frames"),),
+        )
+    )
     cases.append(Case("audio only", _bytes(media.audio_only(folder / "audio.mp4")), ((422, "no_video_stream"),)))
-    cases.append(Case("no face", _bytes(media.write_video(folder / "coffee.mp4", [media.no_face()] * 8)),
-                      ((422, "no_face_detected"),)))
+    cases.append(
+        Case(
+            "no face",
+            _bytes(media.write_video(folder / "coffee.mp4", [media.no_face()] * 8)),
+            ((422, "no_face_detected"),),
+        )
+    )
     cases.append(Case("zero-size header", _bytes(media.zero_size_video(folder / "zero.mkv")), unreadable))
 
-    for filename in ("../../etc/passwd.mp4", "a/b\\c.mp4", "vidéo 日本語 🎥.mp4", "evil\r\nX-Injected: 1.mp4",
-                     "control\x01\x7f.mp4", "x" * 300 + ".mp4", ".mp4", "semi;colon\"quote'.mp4"):
+    for filename in (
+        "../../etc/passwd.mp4",
+        "a/b\\c.mp4",
+        "vidéo 日本語 🎥.mp4",
+        "evil\r\nX-Injected: 1.mp4",
+        "control\x01\x7f.mp4",
+        "x" * 300 + ".mp4",
+        ".mp4",
+        "semi;colon\"quote'.mp4",
+    ):
         cases.append(Case(f"filename {filename[:24]!r}", face_bytes, (OK,), filename))
     return cases

@@ -21,8 +21,14 @@ def no_face() -> np.ndarray:
     return data.coffee()  # a real photo of a coffee cup: no face
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, gop: int = 12,
-                pts: list[int] | None = None, time_base: Fraction | None = None) -> Path:
+def write_video(
+    path: Path,
+    frames: list[np.ndarray],
+    fps: int = 25,
+    gop: int = 12,
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+) -> Path:
     """H.264 in MP4. ``pts`` with ``time_base`` give each frame its own timestamp (variable rate)."""
     height, width = frames[0].shape[:2]
     with av.open(str(path), mode="w") as container:
@@ -35,7 +41,9 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, gop: int = 
             stream.codec_context.time_base = time_base
             stream.time_base = time_base
         for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: stream.height, : stream.width]), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(rgb[: stream.height, : stream.width]), format="rgb24"
+            )
             if pts is not None:
                 frame.pts, frame.time_base = pts[i], time_base
             container.mux(stream.encode(frame))
@@ -46,7 +54,7 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, gop: int = 
 def moving_face_video(path: Path, count: int = 40, size: tuple[int, int] = (320, 320), **options) -> Path:
     """The astronaut drifting a few pixels per frame, so frames differ like a real clip."""
     base = astronaut((size[0] + 40, size[1] + 40))
-    frames = [base[i % 20: i % 20 + size[1], (2 * i) % 40: (2 * i) % 40 + size[0]] for i in range(count)]
+    frames = [base[i % 20 : i % 20 + size[1], (2 * i) % 40 : (2 * i) % 40 + size[0]] for i in range(count)]
     return write_video(path, frames, **options)
 
 
@@ -56,7 +64,7 @@ def audio_only(path: Path, seconds: float = 1.0) -> Path:
         samples = int(44100 * seconds)
         tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 44100)).astype(np.float32)
         for start in range(0, samples, 1024):
-            chunk = tone[start:start + 1024][None, :]
+            chunk = tone[start : start + 1024][None, :]
             frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
             frame.sample_rate = 44100
             container.mux(stream.encode(frame))
@@ -91,7 +99,7 @@ def face_in_frame(width: int, height: int) -> np.ndarray:
     fitted = cv2.resize(head, (int(head.shape[1] * scale), int(head.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     frame = np.full((height, width, 3), 96, np.uint8)
     top, left = (height - fitted.shape[0]) // 2, (width - fitted.shape[1]) // 2
-    frame[top:top + fitted.shape[0], left:left + fitted.shape[1]] = fitted
+    frame[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
     return frame
 
 
@@ -116,7 +124,7 @@ def resolution_switch(path: Path, small: int = 64, large: int = 1024, count: int
             frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 30 * i % 256, np.uint8), format="rgb24")
             frame = frame.reformat(format="yuvj420p")
             frame.pts, frame.time_base = i, Fraction(1, 25)
-            for packet in (stream.encode(frame) if size == small else big.encode(frame)):
+            for packet in stream.encode(frame) if size == small else big.encode(frame):
                 packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 25)
                 out.mux(packet)
     return path

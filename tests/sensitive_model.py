@@ -49,7 +49,7 @@ def _calibrate_batch_norm(trunk: torch.nn.Module, inputs: torch.Tensor, chunk: i
     trunk.train()
     with torch.no_grad():
         for start in range(0, len(inputs), chunk):
-            trunk(inputs[start:start + chunk])
+            trunk(inputs[start : start + chunk])
     trunk.eval()
 
 
@@ -57,8 +57,14 @@ def _last_linear(detector: torch.nn.Module) -> torch.nn.Linear:
     return detector.fc2 if detector.family == "attention" else detector.linear
 
 
-def sensitive_model(videos: list[Path], family: str = "attention", options: Options = Options(),
-                    profile: PreprocessingProfile | None = None, seed: int = 0, centre_on: str = "frames") -> LoadedModel:
+def sensitive_model(
+    videos: list[Path],
+    family: str = "attention",
+    options: Options = Options(),
+    profile: PreprocessingProfile | None = None,
+    seed: int = 0,
+    centre_on: str = "frames",
+) -> LoadedModel:
     profile = profile or default_profile(family)
     torch.manual_seed(seed)
     detector = build_detector(family, options).eval()
@@ -72,7 +78,9 @@ def sensitive_model(videos: list[Path], family: str = "attention", options: Opti
             logits = detector.temporal(features[:, None, :])
         else:  # each whole video, as the service feeds it
             bounds = np.cumsum([0, *(len(crops) for crops in per_video)])
-            logits = torch.cat([detector.temporal(features[a:b][None]) for a, b in zip(bounds[:-1], bounds[1:])])
+            logits = torch.cat(
+                [detector.temporal(features[a:b][None]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            )
         difference = logits[:, 0] - logits[:, 1]
         scale = LOGIT_STD / float(difference.std())
         last = _last_linear(detector)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import httpx
 import uvicorn
@@ -40,8 +40,15 @@ def running_service(settings: Settings, startup_timeout_s: float = 60.0) -> Iter
         thread.join(timeout=30)
 
 
-def post_file(base_url: str, path_or_bytes, endpoint: str = "/predict/", filename: str = "video.mp4",
-              field: str = "file", data: dict | None = None, **kwargs) -> httpx.Response:
+def post_file(
+    base_url: str,
+    path_or_bytes,
+    endpoint: str = "/predict/",
+    filename: str = "video.mp4",
+    field: str = "file",
+    data: dict | None = None,
+    **kwargs,
+) -> httpx.Response:
     content = path_or_bytes.read_bytes() if hasattr(path_or_bytes, "read_bytes") else path_or_bytes
     name = getattr(path_or_bytes, "name", filename)
     return httpx.post(base_url + endpoint, files={field: (name, content)}, data=data, timeout=120, **kwargs)

@@ -15,16 +15,21 @@ PAYLOAD = b"any bytes at all" * 100
 
 @pytest.fixture(scope="module")
 def keyed_service(demo_repository, tmp_path_factory):
-    settings = Settings(model_repository=demo_repository, keys_dir=tmp_path_factory.mktemp("keys"),
-                        api_keys=f"ci:{hash_key(KEY)},other:{hash_key('other-key')}", signing_rate_limit="3/minute")
+    settings = Settings(
+        model_repository=demo_repository,
+        keys_dir=tmp_path_factory.mktemp("keys"),
+        api_keys=f"ci:{hash_key(KEY)},other:{hash_key('other-key')}",
+        signing_rate_limit="3/minute",
+    )
     with running_service(settings) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def open_service(demo_repository, tmp_path_factory):
-    settings = Settings(model_repository=demo_repository, keys_dir=tmp_path_factory.mktemp("keys"),
-                        cors_origins=["https://app.example"])
+    settings = Settings(
+        model_repository=demo_repository, keys_dir=tmp_path_factory.mktemp("keys"), cors_origins=["https://app.example"]
+    )
     with running_service(settings) as url:
         yield url
 
@@ -51,9 +56,12 @@ def test_signing_is_rate_limited_per_key(keyed_service):
 
 def test_other_routes_stay_open_unless_keys_are_required_everywhere(keyed_service, demo_repository, tmp_path):
     signature = "AAAA"
-    assert post_file(keyed_service, PAYLOAD, "/integrity/verify", data={"signature_base64": signature}).status_code == 200
-    settings = Settings(model_repository=demo_repository, keys_dir=tmp_path, api_keys=f"ci:{hash_key(KEY)}",
-                        require_api_key=True)
+    assert (
+        post_file(keyed_service, PAYLOAD, "/integrity/verify", data={"signature_base64": signature}).status_code == 200
+    )
+    settings = Settings(
+        model_repository=demo_repository, keys_dir=tmp_path, api_keys=f"ci:{hash_key(KEY)}", require_api_key=True
+    )
     with running_service(settings) as url:
         assert post_file(url, PAYLOAD, "/integrity/verify", data={"signature_base64": signature}).status_code == 401
         assert post_file(url, PAYLOAD, "/predict/").status_code == 401
@@ -82,14 +90,20 @@ def test_docs_load_their_assets_from_the_service_itself(open_service):
     script = httpx.get(open_service + "/static-offline-docs/swagger-ui-bundle.js")
     assert script.status_code == 200 and len(script.content) > 500_000
     redoc = httpx.get(open_service + "/redoc").text
-    assert "cdn" not in redoc.lower() and httpx.get(open_service + "/static-offline-docs/redoc.standalone.js").status_code == 200
+    assert (
+        "cdn" not in redoc.lower()
+        and httpx.get(open_service + "/static-offline-docs/redoc.standalone.js").status_code == 200
+    )
 
 
-@pytest.mark.parametrize(("method", "path", "status", "code"), [
-    ("GET", "/no-such-route", 404, "not_found"),
-    ("GET", "/predict/", 405, "method_not_allowed"),
-    ("DELETE", "/integrity/sign", 405, "method_not_allowed"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/no-such-route", 404, "not_found"),
+        ("GET", "/predict/", 405, "method_not_allowed"),
+        ("DELETE", "/integrity/sign", 405, "method_not_allowed"),
+    ],
+)
 def test_framework_errors_use_the_documented_body(open_service, method, path, status, code):
     response = httpx.request(method, open_service + path)
     assert response.status_code == status and response.json()["error"]["code"] == code

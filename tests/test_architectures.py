@@ -22,9 +22,18 @@ def test_self_attention_equals_torch_multihead_attention_used_sequence_first():
 
 def test_attention_family_parameter_names_follow_the_seed_contract():
     keys = set(AttentionDetector().state_dict())
-    for key in ("feature_extractor.0.weight", "feature_extractor.1.running_mean", "feature_extractor.7.2.conv3.weight",
-                "lstm.weight_ih_l1_reverse", "attention.positional_encoding.pe", "attention.multihead_attn.in_proj_weight",
-                "attention.multihead_attn.out_proj.bias", "attention.norm.weight", "fc1.weight", "fc2.bias"):
+    for key in (
+        "feature_extractor.0.weight",
+        "feature_extractor.1.running_mean",
+        "feature_extractor.7.2.conv3.weight",
+        "lstm.weight_ih_l1_reverse",
+        "attention.positional_encoding.pe",
+        "attention.multihead_attn.in_proj_weight",
+        "attention.multihead_attn.out_proj.bias",
+        "attention.norm.weight",
+        "fc1.weight",
+        "fc2.bias",
+    ):
         assert key in keys, key
     assert AttentionDetector().state_dict()["attention.positional_encoding.pe"].shape == (1, 200, 1024)
 

@@ -74,16 +74,19 @@ def _bad_file(tmp_path: Path, case: str, weights: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("case", "expected_words"), [
-    ("text", ["not a PyTorch checkpoint"]),
-    ("arbitrary_object", ["weights_only=True"]),
-    ("not_a_dict", ["expected a state dict", "list"]),
-    ("not_tensors", ["not tensors", "epoch"]),
-    ("unknown_family", ["cannot tell the model family", "encoder.weight"]),
-    ("missing_key", ["1 missing keys", "fc2.weight", "attention (lstm_hidden=512", "num_heads=4, activation=gelu"]),
-    ("unexpected_key", ["1 unexpected keys", "fc3.weight"]),
-    ("wrong_shape", ["wrong shape", "fc2.weight (3, 512) (expected (2, 512))"]),
-])
+@pytest.mark.parametrize(
+    ("case", "expected_words"),
+    [
+        ("text", ["not a PyTorch checkpoint"]),
+        ("arbitrary_object", ["weights_only=True"]),
+        ("not_a_dict", ["expected a state dict", "list"]),
+        ("not_tensors", ["not tensors", "epoch"]),
+        ("unknown_family", ["cannot tell the model family", "encoder.weight"]),
+        ("missing_key", ["1 missing keys", "fc2.weight", "attention (lstm_hidden=512", "num_heads=4, activation=gelu"]),
+        ("unexpected_key", ["1 unexpected keys", "fc3.weight"]),
+        ("wrong_shape", ["wrong shape", "fc2.weight (3, 512) (expected (2, 512))"]),
+    ],
+)
 def test_bad_checkpoint_is_one_clear_line_and_exit_code_2(tmp_path, capsys, attention_weights, case, expected_words):
     path = _bad_file(tmp_path, case, attention_weights)
     assert main(["--checkpoint", str(path), "--repository", str(tmp_path / "repo")]) == EXIT_BAD_CHECKPOINT

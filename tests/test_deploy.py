@@ -26,8 +26,13 @@ PEM_PRIVATE_KEY = "PRIVATE" + " KEY-----"  # split, or this very file would matc
 def render(overlay: str) -> list[dict]:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is installed by `make test` (Debian package kubernetes-client)"
-    rendered = subprocess.run([kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
-                              capture_output=True, text=True, check=True, timeout=120).stdout
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
@@ -130,8 +135,10 @@ def test_every_deepfake_setting_in_the_deployment_files_exists(overlay):
 
 def test_services_and_network_policy_select_the_right_pods(overlay):
     _, objects = overlay
-    pod_labels = {name: find(objects, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
-                  for name in ("triton", "deepfake-api")}
+    pod_labels = {
+        name: find(objects, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        for name in ("triton", "deepfake-api")
+    }
     for service, deployment in (("triton", "triton"), ("deepfake-api", "deepfake-api")):
         selector = find(objects, "Service", service)["spec"]["selector"]
         assert selector.items() <= pod_labels[deployment].items()
@@ -152,14 +159,21 @@ def test_perf_job_uses_the_benchmark_parameters():
 
 def test_dockerfiles_pass_hadolint():
     hadolint = shutil.which("hadolint") or str(Path(__import__("sys").executable).parent / "hadolint")
-    result = subprocess.run([hadolint, *(str(p) for p in sorted((DEPLOY / "docker").glob("*.Dockerfile")))],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [hadolint, *(str(p) for p in sorted((DEPLOY / "docker").glob("*.Dockerfile")))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_no_private_key_is_committed():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     assert len(tracked) > 20
-    offenders = [name for name in tracked if (ROOT / name).is_file()
-                 and PEM_PRIVATE_KEY in (ROOT / name).read_text(errors="ignore")]
+    offenders = [
+        name
+        for name in tracked
+        if (ROOT / name).is_file() and PEM_PRIVATE_KEY in (ROOT / name).read_text(errors="ignore")
+    ]
     assert offenders == []

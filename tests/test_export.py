@@ -73,14 +73,18 @@ def test_configs_parse_and_match_the_onnx_files(demo_repository, model_name, con
     config = parse_config(demo_repository / model_name / config_file)
     assert config.name == model_name and config.platform == "onnxruntime_onnx"
     assert config.max_batch_size == 64 and config.HasField("dynamic_batching")
-    expected_kind = model_config_pb2.ModelInstanceGroup.KIND_CPU if "cpu" in config_file else \
-        model_config_pb2.ModelInstanceGroup.KIND_GPU
+    expected_kind = (
+        model_config_pb2.ModelInstanceGroup.KIND_CPU
+        if "cpu" in config_file
+        else model_config_pb2.ModelInstanceGroup.KIND_GPU
+    )
     assert [group.kind for group in config.instance_group] == [expected_kind]
     assert config.model_warmup, "warm-up keeps the first user request from paying for initialisation"
 
     signature = _onnx_signature(demo_repository / model_name / "1/model.onnx")
-    declared = {t.name: (model_config_pb2.DataType.Name(t.data_type), [-1, *t.dims]) for t in
-                [*config.input, *config.output]}
+    declared = {
+        t.name: (model_config_pb2.DataType.Name(t.data_type), [-1, *t.dims]) for t in [*config.input, *config.output]
+    }
     assert declared == signature  # the ONNX batch axis is Triton's implicit max_batch_size axis
 
 
@@ -110,18 +114,32 @@ def test_demo_export_is_labelled_untrained_everywhere(demo_repository):
 
 def test_cli_demo_export_with_torchscript_prints_parity_and_loads_without_the_package(tmp_path):
     repository = tmp_path / "repo"
-    completed = subprocess.run([sys.executable, "-m", "export", "--demo", "--torchscript", "--version", "3",
-                                "--repository", str(repository)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    completed = subprocess.run(
+        [sys.executable, "-m", "export", "--demo", "--torchscript", "--version", "3", "--repository", str(repository)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert completed.returncode == 0, completed.stderr
     assert "UNTRAINED DEMO" in completed.stderr and "checking parity against PyTorch" in completed.stderr
     table = [line for line in completed.stdout.splitlines() if line.startswith(("onnxruntime", "torchscript"))]
-    assert len(table) == 2 * (1 + len(parity.BATCHES) * len(parity.TIMES)) and all(l.endswith("yes") for l in table)
+    assert len(table) == 2 * (1 + len(parity.BATCHES) * len(parity.TIMES)) and all(
+        line.endswith("yes") for line in table
+    )
     libtorch = parse_config(repository / "deepfake_backbone_libtorch/config.pbtxt")
     assert libtorch.platform == "pytorch_libtorch" and libtorch.output[0].name == "features__0"
-    script = ("import sys, torch; m = torch.jit.load(sys.argv[1]); "
-              "p, l = m(torch.zeros(2, 3, 2048)); assert p.shape == (2, 2); print(float(p.sum()))")
-    loaded = subprocess.run([sys.executable, "-c", script, str(repository / "deepfake_temporal_libtorch/3/model.pt")],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)  # cwd: no `export` importable
+    script = (
+        "import sys, torch; m = torch.jit.load(sys.argv[1]); "
+        "p, l = m(torch.zeros(2, 3, 2048)); assert p.shape == (2, 2); print(float(p.sum()))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script, str(repository / "deepfake_temporal_libtorch/3/model.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )  # cwd: no `export` importable
     assert loaded.returncode == 0, loaded.stderr
     assert abs(float(loaded.stdout) - 2.0) < 1e-5
 

@@ -19,15 +19,19 @@ from tests.test_export import onnx_probabilities
 VARIANTS = {
     "attention hidden 1024 (width 2048)": (AttentionDetector(AttentionShape(lstm_hidden=1024)), Options()),
     "attention positional table 100": (AttentionDetector(AttentionShape(max_time=100)), Options()),
-    "attention 8 heads + ReLU": (AttentionDetector(AttentionShape(num_heads=8, activation="relu")),
-                                 Options(num_heads=8, activation="relu")),
+    "attention 8 heads + ReLU": (
+        AttentionDetector(AttentionShape(num_heads=8, activation="relu")),
+        Options(num_heads=8, activation="relu"),
+    ),
     "legacy without batch_first (the served app)": (LegacyDetector(LegacyShape()), Options()),
     "legacy with batch_first": (LegacyDetector(LegacyShape(batch_first=True)), Options(legacy_batch_first=True)),
 }
 
 
 def recorded_parameters(repository) -> dict[str, str]:
-    config = text_format.Parse((repository / "deepfake_backbone/config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    config = text_format.Parse(
+        (repository / "deepfake_backbone/config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
     return {key: value.string_value for key, value in config.parameters.items()}
 
 

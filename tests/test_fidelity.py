@@ -40,9 +40,16 @@ def compare(url: str, reference: OriginalPipeline, video: Path) -> dict:
     served = post_file(url, video).json()
     rows = post_file(url, video, "/predict_csv/").json()["frames_csv"]
     assert [row["frame_index"] for row in rows] == [frame.frame_index for frame in expected.frames]
-    same_detector = [(frame, row) for frame, row in zip(expected.frames, rows) if frame.detector == row["detector"]]
-    return {"expected": expected, "served": served, "rows": rows, "same_detector": same_detector,
-            "deltas": [abs(frame.p_fake - row["p_fake"]) for frame, row in same_detector]}
+    same_detector = [
+        (frame, row) for frame, row in zip(expected.frames, rows, strict=True) if frame.detector == row["detector"]
+    ]
+    return {
+        "expected": expected,
+        "served": served,
+        "rows": rows,
+        "same_detector": same_detector,
+        "deltas": [abs(frame.p_fake - row["p_fake"]) for frame, row in same_detector],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +87,9 @@ def test_the_original_verdict_rule_gives_the_original_answer(attention_per_frame
         assert verdict["frame_indices"] == [f.frame_index for f in shown if f.detector != "centre"], name
         if all(frame.detector != "centre" for frame in shown):  # the original scored a centre crop where no face was
             assert verdict["confidence"] == pytest.approx(expected.confidence, abs=0.5), name
-        assert [f["frame_index"] for f in result["served"]["frames_for_display"]] == \
-            sorted({frame.frame_index for frame in shown}), "the original's display frames"
+        assert [f["frame_index"] for f in result["served"]["frames_for_display"]] == sorted(
+            {frame.frame_index for frame in shown}
+        ), "the original's display frames"
 
 
 def test_sequence_verdict_matches_the_model_over_the_same_faces(seed_videos, tmp_path_factory):
@@ -112,7 +120,7 @@ def test_legacy_profiles_match_their_reference(seed_videos, tmp_path_factory, pr
             result = compare(url, reference, video)
             assert result["served"]["model"]["preprocessing"]["name"] == profile_name
             if profile.crop == "full_frame":  # every frame is scored, face or not
-                pairs = list(zip(result["expected"].frames, result["rows"]))
+                pairs = list(zip(result["expected"].frames, result["rows"], strict=True))
                 deltas = [abs(frame.p_fake - row["p_fake"]) for frame, row in pairs]
             else:
                 deltas = result["deltas"]

@@ -25,9 +25,16 @@ def upload_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(demo_repository, upload_dir, tmp_path_factory):
-    settings = Settings(model_repository=demo_repository, upload_dir=upload_dir, keys_dir=tmp_path_factory.mktemp("k"),
-                        max_upload_mb=5, max_video_pixels=512 * 512, max_decoded_frames=200,
-                        upload_idle_timeout_s=2.0, rate_limit="100000/minute")
+    settings = Settings(
+        model_repository=demo_repository,
+        upload_dir=upload_dir,
+        keys_dir=tmp_path_factory.mktemp("k"),
+        max_upload_mb=5,
+        max_video_pixels=512 * 512,
+        max_decoded_frames=200,
+        upload_idle_timeout_s=2.0,
+        rate_limit="100000/minute",
+    )
     with running_service(settings) as url:
         yield url
 
@@ -69,8 +76,9 @@ def test_csv_download_names_survive_any_filename(service, cases, filename):
 
 
 def _raw(service: str, content_type: str, body: bytes, extra: dict | None = None) -> httpx.Response:
-    return httpx.post(service + "/predict/", content=body, headers={"Content-Type": content_type, **(extra or {})},
-                      timeout=60)
+    return httpx.post(
+        service + "/predict/", content=body, headers={"Content-Type": content_type, **(extra or {})}, timeout=60
+    )
 
 
 def _part(boundary: bytes, headers: bytes, data: bytes) -> bytes:
@@ -82,17 +90,26 @@ MALFORMED = {
     "boundary mismatch": ("multipart/form-data; boundary=AAAA", _part(b"BBBB", FILE_HEADERS, b"x") + b"--BBBB--\r\n"),
     "empty boundary": ("multipart/form-data; boundary=", b"--\r\n\r\n"),
     "oversized boundary": ("multipart/form-data; boundary=" + "b" * 200, _part(b"b" * 200, FILE_HEADERS, b"x")),
-    "oversized part headers": ("multipart/form-data; boundary=XX",
-                               _part(b"XX", FILE_HEADERS + b"\r\nX-Pad: " + b"p" * 20000, b"x") + b"--XX--\r\n"),
+    "oversized part headers": (
+        "multipart/form-data; boundary=XX",
+        _part(b"XX", FILE_HEADERS + b"\r\nX-Pad: " + b"p" * 20000, b"x") + b"--XX--\r\n",
+    ),
     "no closing boundary": ("multipart/form-data; boundary=XX", _part(b"XX", FILE_HEADERS, b"data")[:-2]),
     "garbage body": ("multipart/form-data; boundary=XX", b"\x00\xff" * 500),
-    "part without disposition": ("multipart/form-data; boundary=XX",
-                                 _part(b"XX", b"Content-Type: video/mp4", b"data") + b"--XX--\r\n"),
-    "two file parts": ("multipart/form-data; boundary=XX",
-                       _part(b"XX", FILE_HEADERS, b"a") + _part(b"XX", FILE_HEADERS, b"b") + b"--XX--\r\n"),
-    "text field over 64 KiB": ("multipart/form-data; boundary=XX",
-                               _part(b"XX", b'Content-Disposition: form-data; name="note"', b"n" * 70000)
-                               + _part(b"XX", FILE_HEADERS, b"a") + b"--XX--\r\n"),
+    "part without disposition": (
+        "multipart/form-data; boundary=XX",
+        _part(b"XX", b"Content-Type: video/mp4", b"data") + b"--XX--\r\n",
+    ),
+    "two file parts": (
+        "multipart/form-data; boundary=XX",
+        _part(b"XX", FILE_HEADERS, b"a") + _part(b"XX", FILE_HEADERS, b"b") + b"--XX--\r\n",
+    ),
+    "text field over 64 KiB": (
+        "multipart/form-data; boundary=XX",
+        _part(b"XX", b'Content-Disposition: form-data; name="note"', b"n" * 70000)
+        + _part(b"XX", FILE_HEADERS, b"a")
+        + b"--XX--\r\n",
+    ),
     "bad header line": ("multipart/form-data; boundary=XX", b"--XX\r\nno colon here\r\n\r\nx\r\n--XX--\r\n"),
     "json body": ("application/json", b'{"file": "a.mp4"}'),
     "no content type": ("", b"file=a.mp4"),
@@ -104,8 +121,13 @@ def test_malformed_multipart_is_a_4xx_with_a_code(service, upload_dir, shape):
     content_type, body = MALFORMED[shape]
     response = _raw(service, content_type, body)
     assert 400 <= response.status_code < 500, (shape, response.status_code, response.text)
-    assert response.json()["error"]["code"] in {"malformed_multipart", "invalid_request", "empty_file",
-                                                "not_a_video", "unreadable_video"}
+    assert response.json()["error"]["code"] in {
+        "malformed_multipart",
+        "invalid_request",
+        "empty_file",
+        "not_a_video",
+        "unreadable_video",
+    }
     assert list(upload_dir.iterdir()) == []
 
 
@@ -113,8 +135,10 @@ def _raw_socket(service: str, content_length: int, body: bytes) -> str:
     """What the server answers to a request that declares ``content_length`` and sends ``body``."""
     host, port = service.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as connection:
-        head = (f"POST /predict/ HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=XX\r\n"
-                f"Content-Length: {content_length}\r\n\r\n").encode()
+        head = (
+            f"POST /predict/ HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=XX\r\n"
+            f"Content-Length: {content_length}\r\n\r\n"
+        ).encode()
         connection.sendall(head + body)
         return connection.recv(4096).decode(errors="replace")
 

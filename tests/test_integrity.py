@@ -67,11 +67,14 @@ def test_wrong_length_signature_is_invalid_with_a_reason(service):
     assert body["valid"] is False and "5 bytes" in body["error"]
 
 
-@pytest.mark.parametrize("reshape", [
-    lambda s: "\n".join(s[i:i + 64] for i in range(0, len(s), 64)),  # line-wrapped (PEM/mail style)
-    lambda s: s.replace("+", "-").replace("/", "_").rstrip("="),  # URL-safe, unpadded
-    lambda s: f"  {s}\r\n",
-])
+@pytest.mark.parametrize(
+    "reshape",
+    [
+        lambda s: "\n".join(s[i : i + 64] for i in range(0, len(s), 64)),  # line-wrapped (PEM/mail style)
+        lambda s: s.replace("+", "-").replace("/", "_").rstrip("="),  # URL-safe, unpadded
+        lambda s: f"  {s}\r\n",
+    ],
+)
 def test_signatures_in_other_base64_shapes_verify(service, reshape):
     signed = sign(service)["signature_base64"]
     assert verify(service, PAYLOAD, reshape(signed)).json()["valid"] is True
@@ -113,8 +116,11 @@ def test_a_signature_of_a_seed_style_key_verifies(tmp_path, demo_repository):
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem_path = tmp_path / "seed_key.pem"
-    pem_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))
+    pem_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
     seed_signature = key.sign(PAYLOAD, padding.PKCS1v15(), hashes.SHA256())  # as the original signed
     settings = Settings(model_repository=demo_repository, signing_key=pem_path, keys_dir=tmp_path / "unused")
     with running_service(settings) as url:
@@ -128,17 +134,28 @@ def test_rotated_keys_still_verify_and_are_published(tmp_path, demo_repository):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2)]
-    for name, key in zip("ab", keys):
-        (tmp_path / f"{name}.pem").write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    for name, key in zip("ab", keys, strict=True):
+        (tmp_path / f"{name}.pem").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     (tmp_path / "previous").mkdir()
-    (tmp_path / "previous/a.pem").write_bytes(keys[0].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    with running_service(Settings(model_repository=demo_repository, signing_key=tmp_path / "a.pem",
-                                  keys_dir=tmp_path / "k")) as url:
+    (tmp_path / "previous/a.pem").write_bytes(
+        keys[0].public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with running_service(
+        Settings(model_repository=demo_repository, signing_key=tmp_path / "a.pem", keys_dir=tmp_path / "k")
+    ) as url:
         old = sign(url)
-    with running_service(Settings(model_repository=demo_repository, signing_key=tmp_path / "b.pem",
-                                  keys_dir=tmp_path / "k", previous_keys_dir=tmp_path / "previous")) as url:
+    with running_service(
+        Settings(
+            model_repository=demo_repository,
+            signing_key=tmp_path / "b.pem",
+            keys_dir=tmp_path / "k",
+            previous_keys_dir=tmp_path / "previous",
+        )
+    ) as url:
         body = verify(url, PAYLOAD, old["signature_base64"]).json()
         assert body["valid"] is True and body["key_id"] == old["key_id"]
         listing = httpx.get(url + "/integrity/public-keys").json()

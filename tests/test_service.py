@@ -21,8 +21,12 @@ def upload_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(demo_repository, upload_dir, tmp_path_factory) -> str:
-    settings = Settings(model_repository=demo_repository, upload_dir=upload_dir,
-                        keys_dir=tmp_path_factory.mktemp("keys"), max_upload_mb=5)
+    settings = Settings(
+        model_repository=demo_repository,
+        upload_dir=upload_dir,
+        keys_dir=tmp_path_factory.mktemp("keys"),
+        max_upload_mb=5,
+    )
     with running_service(settings) as url:
         yield url
 
@@ -41,8 +45,16 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-@pytest.mark.parametrize("name", ["VIDEO_11_HD_SHORT.MOV", "VIDEO_29_HD_SHORT.mp4", "VIDEO_32_HD_SHORT.mp4",
-                                  "VIDEO_35_HD_SHORT.mp4", "VIDEO_40_HD_SHORT.mp4"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "VIDEO_11_HD_SHORT.MOV",
+        "VIDEO_29_HD_SHORT.mp4",
+        "VIDEO_32_HD_SHORT.mp4",
+        "VIDEO_35_HD_SHORT.mp4",
+        "VIDEO_40_HD_SHORT.mp4",
+    ],
+)
 def test_seed_video_prediction(service, seed_videos, name):
     path = next(p for p in seed_videos if p.name == name)
     response = post_file(service, path)
@@ -60,8 +72,14 @@ def test_seed_video_prediction(service, seed_videos, name):
     model = body["model"]
     assert (model["family"], model["untrained_demo"], model["backend"]) == ("attention", True, "embedded")
     assert model["checkpoint_sha256"] == "none (untrained demo, seed 0)"
-    assert model["preprocessing"] == {"name": "attention-default", "crop": "face", "size": 180,
-                                      "resize": "pil_bilinear", "channel_order": "rgb", "normalisation": "imagenet"}
+    assert model["preprocessing"] == {
+        "name": "attention-default",
+        "crop": "face",
+        "size": 180,
+        "resize": "pil_bilinear",
+        "channel_order": "rgb",
+        "normalisation": "imagenet",
+    }
     assert model["architecture"]["num_heads"] == "4" and model["architecture"]["activation"] == "gelu"
     assert set(body["verdicts"]) == {"sequence", "original"} and body["verdict_rule"] == "sequence"
     assert body["result"] == body["verdicts"]["sequence"]["result"]
@@ -97,7 +115,9 @@ def test_predict_csv_json_and_csv_agree(service, seed_videos):
 
 def test_display_frames_carry_the_same_scores_as_the_csv(service, videos):
     prediction = post_file(service, videos["face"]).json()
-    frames = {row["frame_index"]: row for row in post_file(service, videos["face"], "/predict_csv/").json()["frames_csv"]}
+    frames = {
+        row["frame_index"]: row for row in post_file(service, videos["face"], "/predict_csv/").json()["frames_csv"]
+    }
     for shown in prediction["frames_for_display"]:
         assert shown["p_fake"] == pytest.approx(frames[shown["frame_index"]]["p_fake"], abs=1e-6)
 
@@ -127,17 +147,20 @@ def test_odd_frame_size_is_analysed(service, videos):
     assert response.json()["metadata"]["width"] == 202  # H.264 4:2:0 stores even sides
 
 
-@pytest.mark.parametrize(("case", "status", "code"), [
-    ("empty", 400, "empty_file"),
-    ("text", 415, "not_a_video"),
-    ("truncated", 422, "unreadable_video"),
-    ("audio", 422, "no_video_stream"),
-    ("one_frame", 422, "too_few_frames"),
-    ("no_face", 422, "no_face_detected"),
-    ("tiny", 422, "no_face_detected"),
-    ("zero_size", 422, "unreadable_video"),
-    ("too_large", 413, "file_too_large"),
-])
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("empty", 400, "empty_file"),
+        ("text", 415, "not_a_video"),
+        ("truncated", 422, "unreadable_video"),
+        ("audio", 422, "no_video_stream"),
+        ("one_frame", 422, "too_few_frames"),
+        ("no_face", 422, "no_face_detected"),
+        ("tiny", 422, "no_face_detected"),
+        ("zero_size", 422, "unreadable_video"),
+        ("too_large", 413, "file_too_large"),
+    ],
+)
 def test_bad_input_gets_its_code_and_leaves_no_file(service, videos, seed_videos, upload_dir, case, status, code):
     payloads = {
         "empty": b"",
@@ -154,11 +177,14 @@ def test_bad_input_gets_its_code_and_leaves_no_file(service, videos, seed_videos
     assert list(upload_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("request_kwargs", [
-    {"files": {"video": ("clip.mp4", b"data")}},  # wrong field name
-    {"data": {"file": "not a file part"}},  # a text field, not a file
-    {"json": {"file": "clip.mp4"}},  # not multipart at all
-])
+@pytest.mark.parametrize(
+    "request_kwargs",
+    [
+        {"files": {"video": ("clip.mp4", b"data")}},  # wrong field name
+        {"data": {"file": "not a file part"}},  # a text field, not a file
+        {"json": {"file": "clip.mp4"}},  # not multipart at all
+    ],
+)
 def test_wrong_form_fields_are_422(service, request_kwargs, upload_dir):
     response = httpx.post(service + "/predict/", timeout=30, **request_kwargs)
     assert response.status_code == 422
@@ -191,14 +217,19 @@ def test_the_service_never_imports_torch(demo_repository, tmp_path):
     import subprocess
     import sys
 
-    script = ("import asyncio, importlib, pkgutil, sys, preprocess_service as p\n"
-              "for m in pkgutil.walk_packages(p.__path__, 'preprocess_service.'): importlib.import_module(m.name)\n"
-              "from preprocess_service.inference import make_backend\n"
-              "from preprocess_service.settings import Settings\n"
-              "info = asyncio.run(make_backend(Settings()).start())\n"
-              "assert info.family == 'attention', info\n"
-              "assert 'torch' not in sys.modules, 'torch was imported'")
-    env = {**__import__("os").environ, "DEEPFAKE_MODEL_REPOSITORY": str(demo_repository),
-           "DEEPFAKE_KEYS_DIR": str(tmp_path)}
+    script = (
+        "import asyncio, importlib, pkgutil, sys, preprocess_service as p\n"
+        "for m in pkgutil.walk_packages(p.__path__, 'preprocess_service.'): importlib.import_module(m.name)\n"
+        "from preprocess_service.inference import make_backend\n"
+        "from preprocess_service.settings import Settings\n"
+        "info = asyncio.run(make_backend(Settings()).start())\n"
+        "assert info.family == 'attention', info\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    env = {
+        **__import__("os").environ,
+        "DEEPFAKE_MODEL_REPOSITORY": str(demo_repository),
+        "DEEPFAKE_KEYS_DIR": str(tmp_path),
+    }
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr

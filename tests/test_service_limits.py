@@ -16,8 +16,10 @@ BOUNDARY = "testboundary"
 
 
 def _multipart_head(filename: str = "clip.mp4") -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            "Content-Type: video/mp4\r\n\r\n").encode()
+    return (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
 
 
 def _in_flight(url: str) -> float:
@@ -28,7 +30,9 @@ def _in_flight(url: str) -> float:
 
 
 def test_full_queue_answers_503_with_retry_after(demo_repository, tmp_path):
-    settings = Settings(model_repository=demo_repository, max_in_flight=1, keys_dir=tmp_path, upload_dir=tmp_path / "up")
+    settings = Settings(
+        model_repository=demo_repository, max_in_flight=1, keys_dir=tmp_path, upload_dir=tmp_path / "up"
+    )
 
     async def scenario(url: str) -> tuple[httpx.Response, httpx.Response]:
         release = asyncio.Event()
@@ -59,7 +63,9 @@ def test_full_queue_answers_503_with_retry_after(demo_repository, tmp_path):
 
 
 def test_streamed_upload_without_length_stops_at_the_cap(demo_repository, tmp_path):
-    settings = Settings(model_repository=demo_repository, max_upload_mb=1, keys_dir=tmp_path, upload_dir=tmp_path / "up")
+    settings = Settings(
+        model_repository=demo_repository, max_upload_mb=1, keys_dir=tmp_path, upload_dir=tmp_path / "up"
+    )
     sent = {"bytes": 0}
 
     def endless():  # chunked transfer: no Content-Length for an early refusal, so the stream is cut
@@ -70,16 +76,21 @@ def test_streamed_upload_without_length_stops_at_the_cap(demo_repository, tmp_pa
         yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
     with running_service(settings) as url:
-        response = httpx.post(url + "/predict/", content=endless(), timeout=60,
-                              headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+        response = httpx.post(
+            url + "/predict/",
+            content=endless(),
+            timeout=60,
+            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        )
     assert response.status_code == 413 and response.json()["error"]["code"] == "file_too_large"
     assert list((tmp_path / "up").iterdir()) == []
 
 
 def test_artifacts_are_served_when_enabled_and_swept_after_their_ttl(demo_repository, tmp_path):
     artifacts_dir = tmp_path / "artifacts"
-    settings = Settings(model_repository=demo_repository, artifacts=True, artifacts_dir=artifacts_dir,
-                        keys_dir=tmp_path)
+    settings = Settings(
+        model_repository=demo_repository, artifacts=True, artifacts_dir=artifacts_dir, keys_dir=tmp_path
+    )
     video = media.moving_face_video(tmp_path / "face.mp4", count=20)
     with running_service(settings) as url:
         body = post_file(url, video).json()

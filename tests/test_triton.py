@@ -18,13 +18,17 @@ from tests.server import post_file, running_service
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_model_metadata_and_config_match_the_export(triton, protocol):
-    client = httpclient.InferenceServerClient(triton.http_url) if protocol == "http" else \
-        grpcclient.InferenceServerClient(triton.grpc_url)
+    client = (
+        httpclient.InferenceServerClient(triton.http_url)
+        if protocol == "http"
+        else grpcclient.InferenceServerClient(triton.grpc_url)
+    )
     as_json = {} if protocol == "http" else {"as_json": True}
     backbone = client.get_model_metadata("deepfake_backbone", **as_json)
     temporal = client.get_model_metadata("deepfake_temporal", **as_json)
-    assert [(t["name"], t["datatype"], [int(d) for d in t["shape"]]) for t in backbone["inputs"]] == \
-        [("faces", "UINT8", [-1, 180, 180, 3])]
+    assert [(t["name"], t["datatype"], [int(d) for d in t["shape"]]) for t in backbone["inputs"]] == [
+        ("faces", "UINT8", [-1, 180, 180, 3])
+    ]
     assert [(t["name"], t["datatype"]) for t in backbone["outputs"]] == [("features", "FP32")]
     assert [(t["name"], [int(d) for d in t["shape"]]) for t in temporal["inputs"]] == [("features", [-1, -1, 2048])]
     assert {t["name"] for t in temporal["outputs"]} == {"probabilities", "logits"}
@@ -82,10 +86,16 @@ def embedded_scores(demo_repository, seed_videos, tmp_path_factory) -> dict[str,
 
 
 @pytest.mark.parametrize("backend,shm", [("triton-http", False), ("triton-grpc", False), ("triton-grpc", True)])
-def test_service_on_triton_gives_the_embedded_probabilities(triton, seed_videos, embedded_scores, tmp_path, backend,
-                                                            shm):
-    settings = Settings(backend=backend, triton_http_url=triton.http_url, triton_grpc_url=triton.grpc_url,
-                        triton_shm=shm, keys_dir=tmp_path)
+def test_service_on_triton_gives_the_embedded_probabilities(
+    triton, seed_videos, embedded_scores, tmp_path, backend, shm
+):
+    settings = Settings(
+        backend=backend,
+        triton_http_url=triton.http_url,
+        triton_grpc_url=triton.grpc_url,
+        triton_shm=shm,
+        keys_dir=tmp_path,
+    )
     with running_service(settings) as url:
         assert httpx.get(url + "/readyz").json()["backend"] == backend
         regions = httpx.get(f"http://{triton.http_url}/v2/systemsharedmemory/status").json()
@@ -94,7 +104,7 @@ def test_service_on_triton_gives_the_embedded_probabilities(triton, seed_videos,
             rows = post_file(url, video, "/predict_csv/").json()["frames_csv"]
             expected = embedded_scores[video.name]
             assert [r["frame_index"] for r in rows] == [r["frame_index"] for r in expected]
-            for row, reference in zip(rows, expected):
+            for row, reference in zip(rows, expected, strict=True):
                 if reference["p_fake"] is None:
                     assert row["p_fake"] is None
                 else:
@@ -107,8 +117,7 @@ def test_service_answers_503_while_triton_is_down_and_recovers(demo_repository, 
     from deploy.triton_local.server import start_triton
 
     server = start_triton(demo_repository)
-    settings = Settings(backend="triton-grpc", triton_grpc_url=server.grpc_url, keys_dir=tmp_path,
-                        triton_timeout_s=10)
+    settings = Settings(backend="triton-grpc", triton_grpc_url=server.grpc_url, keys_dir=tmp_path, triton_timeout_s=10)
     try:
         with running_service(settings) as url:
             assert post_file(url, seed_videos[2]).status_code == 200

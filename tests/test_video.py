@@ -39,8 +39,9 @@ def test_many_frames_decode_forward_once(tmp_path):
 
 def test_variable_frame_rate_times_come_from_the_timestamps(tmp_path):
     pts = [0, 40, 80, 200, 240, 600, 640, 680, 1000, 1040]
-    path = media.write_video(tmp_path / "vfr.mp4", [media.astronaut((64, 64))] * 10, pts=pts,
-                             time_base=Fraction(1, 1000))
+    path = media.write_video(
+        tmp_path / "vfr.mp4", [media.astronaut((64, 64))] * 10, pts=pts, time_base=Fraction(1, 1000)
+    )
     video = read_video(path, 10)
     assert video.metadata.nb_frames == 10
     assert [video.frames[i].frame_time_sec for i in video.sample_indices] == [p / 1000 for p in pts]
@@ -85,11 +86,14 @@ def test_decode_budget_in_frames_and_time(tmp_path):
         read_video(path, 30, budget=DecodeBudget(max_seconds=0.0))
 
 
-@pytest.mark.parametrize("content", [
-    b"ffconcat version 1.0\nfile 'other.mp4'\n",  # FFmpeg's concat demuxer would open another file
-    b"#EXTM3U\n#EXTINF:10,\nother.mp4\n",  # HLS playlist
-    b"\x89PNG\r\n\x1a\n" + b"\0" * 64,  # a still image
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"ffconcat version 1.0\nfile 'other.mp4'\n",  # FFmpeg's concat demuxer would open another file
+        b"#EXTM3U\n#EXTINF:10,\nother.mp4\n",  # HLS playlist
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 64,  # a still image
+    ],
+)
 def test_only_known_containers_are_opened(tmp_path, content):
     path = tmp_path / "upload.bin"
     path.write_bytes(content)

@@ -25,7 +25,9 @@ PYTRITON = "nvidia-pytriton==0.7.0"
 TRITONCLIENT = "tritonclient==2.51.0"
 STUB_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 TRITON_VENV_PACKAGES = ["numpy<2", "onnxruntime>=1.20"]
-DEFAULT_TOOLS_DIR = Path(os.environ.get("DEEPFAKE_TRITON_TOOLS", Path.home() / ".cache" / "deepfake-detector" / "triton-2.51"))
+DEFAULT_TOOLS_DIR = Path(
+    os.environ.get("DEEPFAKE_TRITON_TOOLS", Path.home() / ".cache" / "deepfake-detector" / "triton-2.51")
+)
 HERE = Path(__file__).resolve().parent
 STAMP_VERSION = "3"  # bump when the layout below changes
 
@@ -52,7 +54,11 @@ class Tools:
 
     @property
     def lib_dirs(self) -> list[Path]:
-        return [self.root / "lib", self.root / "pytriton" / "nvidia_pytriton.libs", Path(sysconfig.get_config_var("LIBDIR"))]
+        return [
+            self.root / "lib",
+            self.root / "pytriton" / "nvidia_pytriton.libs",
+            Path(sysconfig.get_config_var("LIBDIR")),
+        ]
 
     def environment(self) -> dict[str, str]:
         """What the server, its Python stub and perf_analyzer need to find their libraries."""
@@ -65,8 +71,9 @@ class Tools:
 
 def _pip_download(requirement: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", requirement, "-d", str(folder)],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", requirement, "-d", str(folder)], check=True
+    )
     name = requirement.split("==")[0].replace("-", "_")
     return next(p for p in folder.glob("*.whl") if p.name.lower().startswith(name.lower()))
 
@@ -119,8 +126,9 @@ def prepare(root: Path = DEFAULT_TOOLS_DIR) -> Tools:
     _backends(tools)
     if not (tools.venv / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(tools.venv)], check=True)
-    subprocess.run([str(tools.venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *TRITON_VENV_PACKAGES],
-                   check=True)
+    subprocess.run(
+        [str(tools.venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *TRITON_VENV_PACKAGES], check=True
+    )
     shutil.rmtree(downloads, ignore_errors=True)
     stamp.write_text(STAMP_VERSION)
     return tools

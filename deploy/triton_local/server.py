@@ -91,24 +91,40 @@ class TritonServer:
         """Same ports and repository, a new process (for fault tests)."""
         self.stop()
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            env=self.tools.environment())
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.tools.environment()
+            )
         self.wait_ready()
 
 
-def start_triton(repository: Path, tools: Tools | None = None, config_name: str = "cpu",
-                 http_port: int | None = None, grpc_port: int | None = None, metrics_port: int | None = None,
-                 log_path: Path | None = None, extra_args: list[str] | None = None, wait: bool = True) -> TritonServer:
+def start_triton(
+    repository: Path,
+    tools: Tools | None = None,
+    config_name: str = "cpu",
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    metrics_port: int | None = None,
+    log_path: Path | None = None,
+    extra_args: list[str] | None = None,
+    wait: bool = True,
+) -> TritonServer:
     tools = tools or prepare()
     ports = [http_port or free_port(), grpc_port or free_port(), metrics_port or free_port()]
     log_path = log_path or Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
     command = [
-        str(tools.tritonserver), f"--model-repository={Path(repository).resolve()}",
-        f"--backend-directory={tools.backends}", f"--model-config-name={config_name}",
-        "--http-address=127.0.0.1", f"--http-port={ports[0]}",
-        "--grpc-address=127.0.0.1", f"--grpc-port={ports[1]}",
-        "--allow-metrics=true", f"--metrics-port={ports[2]}", "--allow-gpu-metrics=false",
-        "--disable-auto-complete-config", *(extra_args or []),
+        str(tools.tritonserver),
+        f"--model-repository={Path(repository).resolve()}",
+        f"--backend-directory={tools.backends}",
+        f"--model-config-name={config_name}",
+        "--http-address=127.0.0.1",
+        f"--http-port={ports[0]}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={ports[1]}",
+        "--allow-metrics=true",
+        f"--metrics-port={ports[2]}",
+        "--allow-gpu-metrics=false",
+        "--disable-auto-complete-config",
+        *(extra_args or []),
     ]
     with log_path.open("ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=tools.environment())
@@ -125,10 +141,17 @@ def main() -> None:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     args = parser.parse_args()
-    server = start_triton(args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
-                          metrics_port=args.metrics_port, log_path=Path("/dev/stdout"))
-    print(f"Triton ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url};"
-          " Ctrl-C stops it", flush=True)
+    server = start_triton(
+        args.repository,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        log_path=Path("/dev/stdout"),
+    )
+    print(
+        f"Triton ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}; Ctrl-C stops it",
+        flush=True,
+    )
     try:
         server.process.wait()
     except KeyboardInterrupt:

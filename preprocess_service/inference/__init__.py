@@ -10,15 +10,22 @@ def make_backend(settings: Settings) -> InferenceBackend:
     if settings.backend == "embedded":
         from preprocess_service.inference.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(settings.model_repository, settings.backbone_model, settings.temporal_model,
-                               settings.max_model_batch)
+        return EmbeddedBackend(
+            settings.model_repository, settings.backbone_model, settings.temporal_model, settings.max_model_batch
+        )
     from preprocess_service.inference.triton import TritonBackend
 
     protocol = settings.backend.removeprefix("triton-")
     url = settings.triton_http_url if protocol == "http" else settings.triton_grpc_url
-    return TritonBackend(protocol, url, settings.backbone_model, settings.temporal_model,
-                         settings.triton_timeout_s, settings.max_model_batch,
-                         shm_regions=settings.max_in_flight if settings.triton_shm else 0)
+    return TritonBackend(
+        protocol,
+        url,
+        settings.backbone_model,
+        settings.temporal_model,
+        settings.triton_timeout_s,
+        settings.max_model_batch,
+        shm_regions=settings.max_in_flight if settings.triton_shm else 0,
+    )
 
 
 __all__ = ["InferenceBackend", "ModelInfo", "make_backend"]

@@ -8,8 +8,9 @@ the models' ``max_batch_size`` are split here, once, for every backend.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -31,14 +32,18 @@ class ModelInfo:
     max_time: int | None = None  # longest sequence the temporal head takes (None: no limit)
 
     @classmethod
-    def from_parameters(cls, parameters: dict[str, str], input_size: int, backend: str) -> "ModelInfo":
+    def from_parameters(cls, parameters: dict[str, str], input_size: int, backend: str) -> ModelInfo:
         preprocessing = PreprocessingProfile.from_parameters(parameters, input_size)
         if preprocessing.size != input_size:
-            raise BackendUnavailable(f"the model takes {input_size} px but its preprocessing profile says "
-                                     f"{preprocessing.size}: re-export it")
+            raise BackendUnavailable(
+                f"the model takes {input_size} px but its preprocessing profile says {preprocessing.size}: re-export it"
+            )
         recorded_elsewhere = {FAMILY, CHECKPOINT_SHA256, UNTRAINED_DEMO, MAX_TIME, "input_size"}
-        architecture = {key: value for key, value in parameters.items()
-                        if key not in recorded_elsewhere and not key.startswith("preprocessing")}
+        architecture = {
+            key: value
+            for key, value in parameters.items()
+            if key not in recorded_elsewhere and not key.startswith("preprocessing")
+        }
         max_time = parameters.get(MAX_TIME, "none")
         return cls(
             family=parameters.get(FAMILY, "unknown"),
@@ -70,9 +75,11 @@ class InferenceBackend(Protocol):
     async def close(self) -> None: ...
 
 
-async def in_chunks(call: Callable[[np.ndarray], Awaitable[np.ndarray]], batch: np.ndarray, max_batch: int) -> np.ndarray:
+async def in_chunks(
+    call: Callable[[np.ndarray], Awaitable[np.ndarray]], batch: np.ndarray, max_batch: int
+) -> np.ndarray:
     """``call`` over ``batch`` split along axis 0 into pieces of at most ``max_batch``, concurrently."""
     if len(batch) <= max_batch:
         return await call(batch)
-    pieces = [batch[start:start + max_batch] for start in range(0, len(batch), max_batch)]
+    pieces = [batch[start : start + max_batch] for start in range(0, len(batch), max_batch)]
     return np.concatenate(await asyncio.gather(*(call(piece) for piece in pieces)))

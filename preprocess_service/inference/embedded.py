@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from model_contract import BACKBONE_INPUT, BACKBONE_OUTPUT, TEMPORAL_INPUT, TEMPORAL_OUTPUTS
 from preprocess_service.errors import BackendUnavailable
 from preprocess_service.inference.base import ModelInfo, in_chunks
 
@@ -40,9 +41,11 @@ class EmbeddedBackend:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         backbone_name, temporal_name = self._names
         self._backbone = onnxruntime.InferenceSession(
-            str(latest_version_file(self._repository, backbone_name)), options, providers=["CPUExecutionProvider"])
+            str(latest_version_file(self._repository, backbone_name)), options, providers=["CPUExecutionProvider"]
+        )
         self._temporal = onnxruntime.InferenceSession(
-            str(latest_version_file(self._repository, temporal_name)), options, providers=["CPUExecutionProvider"])
+            str(latest_version_file(self._repository, temporal_name)), options, providers=["CPUExecutionProvider"]
+        )
         input_size = int(self._backbone.get_inputs()[0].shape[1])
         return ModelInfo.from_parameters(self._backbone.get_modelmeta().custom_metadata_map, input_size, self.name)
 
@@ -52,11 +55,19 @@ class EmbeddedBackend:
     async def ready(self) -> bool:
         return self._backbone is not None and self._temporal is not None
 
+    @staticmethod
+    def _loaded(session: onnxruntime.InferenceSession | None) -> onnxruntime.InferenceSession:
+        if session is None:
+            raise BackendUnavailable("the embedded models are not loaded")
+        return session
+
     async def _run_backbone(self, faces: np.ndarray) -> np.ndarray:
-        return (await asyncio.to_thread(self._backbone.run, ["features"], {"faces": faces}))[0]
+        session = self._loaded(self._backbone)
+        return (await asyncio.to_thread(session.run, [BACKBONE_OUTPUT], {BACKBONE_INPUT: faces}))[0]
 
     async def _run_temporal(self, features: np.ndarray) -> np.ndarray:
-        return (await asyncio.to_thread(self._temporal.run, ["probabilities"], {"features": features}))[0]
+        session = self._loaded(self._temporal)
+        return (await asyncio.to_thread(session.run, [TEMPORAL_OUTPUTS[0]], {TEMPORAL_INPUT: features}))[0]
 
     async def features(self, faces: np.ndarray) -> np.ndarray:
         return await in_chunks(self._run_backbone, faces, self._max_batch)

@@ -26,16 +26,30 @@ from preprocess_service.errors import BackendUnavailable
 from preprocess_service.inference.base import ModelInfo, in_chunks
 
 # Every way a dying, frozen or restarting Triton shows itself, over either protocol.
-TRANSPORT_ERRORS = (InferenceServerException, OSError, asyncio.TimeoutError, ConnectionError, aiohttp.ClientError,
-                    grpc.RpcError)
+TRANSPORT_ERRORS = (
+    InferenceServerException,
+    OSError,
+    asyncio.TimeoutError,
+    ConnectionError,
+    aiohttp.ClientError,
+    grpc.RpcError,
+)
 log = logging.getLogger("deepfake.triton")
 
 
 class TritonBackend:
     """Shared by both protocols: they differ only in client class, tensor types and timeouts."""
 
-    def __init__(self, protocol: str, url: str, backbone_model: str, temporal_model: str,
-                 timeout_s: float = 30.0, max_batch: int = 64, shm_regions: int = 0) -> None:
+    def __init__(
+        self,
+        protocol: str,
+        url: str,
+        backbone_model: str,
+        temporal_model: str,
+        timeout_s: float = 30.0,
+        max_batch: int = 64,
+        shm_regions: int = 0,
+    ) -> None:
         self.name = f"triton-{protocol}"
         self._protocol, self._url, self._timeout_s, self._max_batch = protocol, url, timeout_s, max_batch
         self._backbone_model, self._temporal_model = backbone_model, temporal_model
@@ -62,8 +76,9 @@ class TritonBackend:
         except TRANSPORT_ERRORS as error:
             log.warning("Triton at %s (%s) failed on %s: %r", self._url, self.name, method, error)
             # the address and the server's words stay in the log: they tell an attacker about the inside
-            raise BackendUnavailable("the model server did not answer; retry shortly",
-                                     headers={"Retry-After": "2"}) from error
+            raise BackendUnavailable(
+                "the model server did not answer; retry shortly", headers={"Retry-After": "2"}
+            ) from error
 
     async def _config(self, model: str) -> dict:
         if self._protocol == "http":
@@ -91,8 +106,12 @@ class TritonBackend:
 
     async def ready(self) -> bool:
         try:
-            return all([await self._call("is_model_ready", self._backbone_model),
-                        await self._call("is_model_ready", self._temporal_model)])
+            return all(
+                [
+                    await self._call("is_model_ready", self._backbone_model),
+                    await self._call("is_model_ready", self._temporal_model),
+                ]
+            )
         except BackendUnavailable:
             return False
 
@@ -116,8 +135,9 @@ class TritonBackend:
             system_shm.set_shared_memory_region(handle, [faces])
             infer_input = self._types.InferInput("faces", list(faces.shape), "UINT8")
             infer_input.set_shared_memory(name, faces.nbytes)
-            result = await self._call("infer", self._backbone_model, [infer_input],
-                                      outputs=[self._requested("features")])
+            result = await self._call(
+                "infer", self._backbone_model, [infer_input], outputs=[self._requested("features")]
+            )
             return result.as_numpy("features")
         except BackendUnavailable:
             self._regions_stale = True
@@ -140,8 +160,9 @@ class TritonBackend:
         return self._types.InferRequestedOutput(output)
 
     async def _run_temporal(self, features: np.ndarray) -> np.ndarray:
-        return await self._infer(self._temporal_model, "features", np.ascontiguousarray(features, np.float32),
-                                 "FP32", "probabilities")
+        return await self._infer(
+            self._temporal_model, "features", np.ascontiguousarray(features, np.float32), "FP32", "probabilities"
+        )
 
     async def features(self, faces: np.ndarray) -> np.ndarray:
         return await in_chunks(self._run_backbone, faces, self._max_batch)

@@ -27,13 +27,18 @@ async def readyz(services: Services = Depends(get_services)) -> dict:
     try:  # a frozen model server must not freeze the probe: answer within READY_TIMEOUT_S whatever it does
         model = await asyncio.wait_for(asyncio.shield(services.model_info()), READY_TIMEOUT_S)
         ready = await asyncio.wait_for(services.backend.ready(), READY_TIMEOUT_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise BackendUnavailable(f"{services.backend.name}: no answer within {READY_TIMEOUT_S:g} s") from None
     if not ready:
         raise BackendUnavailable(f"{services.backend.name}: models not ready")
-    return {"status": "ready", "backend": services.backend.name, "family": model.family,
-            "untrained_demo": model.untrained_demo, "verdict_rule": services.settings.verdict,
-            "model": model_block(model).model_dump()}
+    return {
+        "status": "ready",
+        "backend": services.backend.name,
+        "family": model.family,
+        "untrained_demo": model.untrained_demo,
+        "verdict_rule": services.settings.verdict,
+        "model": model_block(model).model_dump(),
+    }
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends
 
-from preprocess_service.dependencies import (Services, admitted, admitted_to_sign, get_services, multipart_body,
-                                             received_upload)
+from preprocess_service.dependencies import (
+    Services,
+    admitted,
+    admitted_to_sign,
+    get_services,
+    multipart_body,
+    received_upload,
+)
 from preprocess_service.errors import InvalidRequest, InvalidSignature
 from preprocess_service.schemas import PublicKeyResponse, PublicKeysResponse, SignResponse, VerifyResponse
 from preprocess_service.uploads import Upload
@@ -19,7 +25,7 @@ router = APIRouter(prefix="/integrity", tags=["integrity"])
 
 
 def _now() -> datetime:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)  # the attestation holds milliseconds
 
 
@@ -34,26 +40,44 @@ def decode_signature(encoded: str) -> bytes:
         raise InvalidSignature(f"signature_base64 is not valid base64: {error}") from error
 
 
-@router.post("/sign", response_model=SignResponse, openapi_extra=multipart_body(),
-             dependencies=[Depends(admitted_to_sign)])
+@router.post(
+    "/sign", response_model=SignResponse, openapi_extra=multipart_body(), dependencies=[Depends(admitted_to_sign)]
+)
 async def sign(upload: Upload = Depends(received_upload), services: Services = Depends(get_services)) -> SignResponse:
     signed_at = _now()
     envelope = services.signer.attest(bytes.fromhex(upload.sha256), signed_at)
-    return SignResponse(video_filename=upload.filename, sha256_hex=upload.sha256,
-                        signature_base64=base64.b64encode(envelope).decode(), signed_at=signed_at.isoformat(),
-                        key_id=services.signer.key_id)
+    return SignResponse(
+        video_filename=upload.filename,
+        sha256_hex=upload.sha256,
+        signature_base64=base64.b64encode(envelope).decode(),
+        signed_at=signed_at.isoformat(),
+        key_id=services.signer.key_id,
+    )
 
 
-@router.post("/verify", response_model=VerifyResponse, openapi_extra=multipart_body("signature_base64"),
-             dependencies=[Depends(admitted)])
-async def verify(upload: Upload = Depends(received_upload), services: Services = Depends(get_services)) -> VerifyResponse:
+@router.post(
+    "/verify",
+    response_model=VerifyResponse,
+    openapi_extra=multipart_body("signature_base64"),
+    dependencies=[Depends(admitted)],
+)
+async def verify(
+    upload: Upload = Depends(received_upload), services: Services = Depends(get_services)
+) -> VerifyResponse:
     encoded = upload.fields.get("signature_base64")
     if encoded is None:
         raise InvalidRequest("missing form field 'signature_base64'")
     result = services.signer.verify(bytes.fromhex(upload.sha256), decode_signature(encoded))
-    return VerifyResponse(video_filename=upload.filename, sha256_hex=upload.sha256, verified_at=_now().isoformat(),
-                          valid=result.valid, kind=result.kind, key_id=result.key_id,
-                          signed_at=result.signed_at.isoformat() if result.signed_at else None, error=result.error)
+    return VerifyResponse(
+        video_filename=upload.filename,
+        sha256_hex=upload.sha256,
+        verified_at=_now().isoformat(),
+        valid=result.valid,
+        kind=result.kind,
+        key_id=result.key_id,
+        signed_at=result.signed_at.isoformat() if result.signed_at else None,
+        error=result.error,
+    )
 
 
 @router.get("/public-key", response_model=PublicKeyResponse)
@@ -65,6 +89,10 @@ async def public_key(services: Services = Depends(get_services)) -> PublicKeyRes
 @router.get("/public-keys", response_model=PublicKeysResponse)
 async def public_keys(services: Services = Depends(get_services)) -> PublicKeysResponse:
     """Every key that verifies here, by key id: the active one and those rotated out."""
-    return PublicKeysResponse(active_key_id=services.signer.key_id,
-                              keys=[PublicKeyResponse(key_id=key_id, public_key_pem=pem)
-                                    for key_id, pem in services.signer.public_pems().items()])
+    return PublicKeysResponse(
+        active_key_id=services.signer.key_id,
+        keys=[
+            PublicKeyResponse(key_id=key_id, public_key_pem=pem)
+            for key_id, pem in services.signer.public_pems().items()
+        ],
+    )

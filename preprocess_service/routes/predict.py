@@ -23,16 +23,22 @@ async def _analyse(services: Services, upload: Upload) -> Analysis:
     return analysis
 
 
-@router.post("/predict/", response_model=PredictResponse, openapi_extra=multipart_body(),
-             dependencies=[Depends(admitted)])
-async def predict(background: BackgroundTasks, upload: Upload = Depends(received_upload),
-                  services: Services = Depends(get_services)) -> PredictResponse:
+@router.post(
+    "/predict/", response_model=PredictResponse, openapi_extra=multipart_body(), dependencies=[Depends(admitted)]
+)
+async def predict(
+    background: BackgroundTasks, upload: Upload = Depends(received_upload), services: Services = Depends(get_services)
+) -> PredictResponse:
     analysis = await _analyse(services, upload)
     settings = services.settings
     analysis_id = artifacts.new_analysis_id() if settings.artifacts else None
     if analysis_id:
-        background.add_task(artifacts.write_images, settings.artifacts_dir, analysis_id,
-                            presenter.display_images(analysis, settings.display_frames))
+        background.add_task(
+            artifacts.write_images,
+            settings.artifacts_dir,
+            analysis_id,
+            presenter.display_images(analysis, settings.display_frames),
+        )
     return presenter.predict_response(analysis, upload, settings.display_frames, analysis_id)
 
 
@@ -40,14 +46,25 @@ def _wants_csv(request: Request, format: str | None) -> bool:
     return format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
 
 
-@router.post("/predict_csv/", response_model=PredictCsvResponse, openapi_extra=multipart_body(),
-             dependencies=[Depends(admitted)],
-             responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV when asked"}})
-async def predict_csv(request: Request, format: str | None = Query(None, pattern="^(json|csv)$"),
-                      upload: Upload = Depends(received_upload), services: Services = Depends(get_services)):
+@router.post(
+    "/predict_csv/",
+    response_model=PredictCsvResponse,
+    openapi_extra=multipart_body(),
+    dependencies=[Depends(admitted)],
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV when asked"}},
+)
+async def predict_csv(
+    request: Request,
+    format: str | None = Query(None, pattern="^(json|csv)$"),
+    upload: Upload = Depends(received_upload),
+    services: Services = Depends(get_services),
+):
     """Scores of all N sampled frames; CSV with ``Accept: text/csv`` or ``?format=csv``."""
     analysis = await _analyse(services, upload)
     if not _wants_csv(request, format):
         return presenter.csv_response(analysis, upload)
-    return Response(presenter.csv_text(analysis), media_type="text/csv",
-                    headers={"Content-Disposition": presenter.csv_content_disposition(upload.filename)})
+    return Response(
+        presenter.csv_text(analysis),
+        media_type="text/csv",
+        headers={"Content-Disposition": presenter.csv_content_disposition(upload.filename)},
+    )
