@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,15 +29,11 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from deploy.ports import free_port, wait_until  # noqa: E402
+
 SEED_VIDEOS = ROOT.parent / "shared" / "testdata" / "seed_videos"
 RESULTS = Path(__file__).parent / "results" / "e2e.json"
 STAGES = ("decode", "faces", "inference")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -80,17 +75,19 @@ class ServiceProcess:
             stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.close()
-                raise RuntimeError(f"the service ({backend}) did not become ready")
-            time.sleep(0.3)
+        try:
+            wait_until(
+                self._ready, 120, f"the service ({backend})", alive=lambda: self.process.poll() is None, interval_s=0.3
+            )
+        except RuntimeError:
+            self.close()
+            raise
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(self.url + "/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def close(self) -> None:
         self.process.terminate()

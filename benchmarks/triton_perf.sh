@@ -22,11 +22,10 @@ trap 'rm -rf "$VARIANT"; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true
 eval "$("$PY" -m benchmarks.triton_perf_report env)"   # PERF_ANALYZER, TRITONSERVER, TRITON_BACKENDS, LD_LIBRARY_PATH
 FACES="faces:$("$PY" -m benchmarks.triton_perf_report size "$REPOSITORY"),3"
 
-start() {  # start NAME REPOSITORY HTTP_PORT GRPC_PORT
-  "$TRITONSERVER" --model-repository="$(realpath "$2")" --backend-directory="$TRITON_BACKENDS" \
-    --model-config-name=cpu --http-address=127.0.0.1 --http-port="$3" --grpc-address=127.0.0.1 \
-    --grpc-port="$4" --allow-metrics=false --disable-auto-complete-config > "$OUT/tritonserver-$1.log" 2>&1 &
-  PIDS+=($!)
+start() {  # start NAME REPOSITORY HTTP_PORT GRPC_PORT METRICS_PORT (the launcher holds Triton's arguments)
+  "$PY" -m deploy.triton_local.server --repository "$2" --http-port "$3" --grpc-port "$4" --metrics-port "$5" \
+    > "$OUT/tritonserver-$1.log" 2>&1 &
+  PIDS+=($!)   # SIGTERM to the launcher stops its tritonserver
 }
 wait_ready() {  # wait_ready NAME HTTP_PORT
   for _ in $(seq 1 720); do
@@ -35,8 +34,8 @@ wait_ready() {  # wait_ready NAME HTTP_PORT
   done
   tail -40 "$OUT/tritonserver-$1.log"; exit 1
 }
-start on "$REPOSITORY" 18000 18001
-start off "$VARIANT" 18100 18101
+start on "$REPOSITORY" 18000 18001 18002
+start off "$VARIANT" 18100 18101 18102
 wait_ready on 18000
 wait_ready off 18100
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
 from export.checkpoint import LoadedModel
 from export.onnx_export import write_text_atomically
@@ -46,79 +50,69 @@ TORCHSCRIPT = Platform(
 )
 
 
-def _parameters(model: LoadedModel) -> str:
-    values = model.export_metadata()
-    return "\n".join(
-        f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}' for key, value in values.items()
+ModelConfig = Any  # model_config_pb2.ModelConfig: generated protobuf code ships no type stubs
+KINDS = {
+    "KIND_GPU": model_config_pb2.ModelInstanceGroup.KIND_GPU,
+    "KIND_CPU": model_config_pb2.ModelInstanceGroup.KIND_CPU,
+}
+
+
+def _common(model: LoadedModel, name: str, platform: Platform, kind: str) -> ModelConfig:
+    config = model_config_pb2.ModelConfig(
+        name=f"{name}{platform.suffix}", platform=platform.name, max_batch_size=MAX_BATCH_SIZE
     )
+    config.instance_group.add(count=1, kind=KINDS[kind])
+    for key, value in model.export_metadata().items():
+        config.parameters[key].string_value = value
+    return config
 
 
-def _instance_group(kind: str) -> str:
-    return f"instance_group [ {{ count: 1 kind: {kind} }} ]"
+def _warmup(config: ModelConfig, name: str, tensor: str, data_type: int, dims: list[int]) -> None:
+    warmup = config.model_warmup.add(name=name, batch_size=1)
+    warmup.inputs[tensor].CopyFrom(model_config_pb2.ModelWarmup.Input(data_type=data_type, dims=dims, zero_data=True))
+
+
+def _text(header: str, config: ModelConfig) -> str:
+    return header + text_format.MessageToString(config)
 
 
 def backbone_config(model: LoadedModel, kind: str, platform: Platform = ONNX) -> str:
-    size = model.input_size
-    profile = model.preprocessing
-    return f'''# Crops (uint8 RGB, already resized to {size}x{size}) -> ResNeXt50 features. Preprocessing profile
+    size, profile = model.input_size, model.preprocessing
+    config = _common(model, BACKBONE_MODEL, platform, kind)
+    config.input.add(name=BACKBONE_INPUT, data_type=model_config_pb2.TYPE_UINT8, dims=[size, size, 3])
+    config.output.add(name=platform.output_names[0], data_type=model_config_pb2.TYPE_FP32, dims=[FEATURE_DIM])
+    config.dynamic_batching.preferred_batch_size.extend([16, 32, MAX_BATCH_SIZE])
+    config.dynamic_batching.max_queue_delay_microseconds = 2000
+    _warmup(config, "one_face", BACKBONE_INPUT, model_config_pb2.TYPE_UINT8, [size, size, 3])
+    return _text(
+        f"""# Crops (uint8 RGB, already resized to {size}x{size}) -> ResNeXt50 features. Preprocessing profile
 # "{profile.name}": the client cuts ({profile.crop}) and resizes ({profile.resize}); channel order
 # ({profile.channel_order}), scaling and normalisation ({profile.normalisation}) happen inside the model.
-name: "{BACKBONE_MODEL}{platform.suffix}"
-platform: "{platform.name}"
-max_batch_size: {MAX_BATCH_SIZE}
-input [
-  {{ name: "{BACKBONE_INPUT}" data_type: TYPE_UINT8 dims: [ {size}, {size}, 3 ] }}
-]
-output [
-  {{ name: "{platform.output_names[0]}" data_type: TYPE_FP32 dims: [ {FEATURE_DIM} ] }}
-]
 # One video sends all its crops (30 by default) in one request; crops of several videos are
-# stacked into one backbone pass. The short delay only matters when requests arrive together.
-dynamic_batching {{
-  preferred_batch_size: [ 16, 32, {MAX_BATCH_SIZE} ]
-  max_queue_delay_microseconds: 2000
-}}
-{_instance_group(kind)}
-model_warmup [
-  {{
-    name: "one_face"
-    batch_size: 1
-    inputs {{ key: "{BACKBONE_INPUT}" value {{ data_type: TYPE_UINT8 dims: [ {size}, {size}, 3 ] zero_data: true }} }}
-  }}
-]
-{_parameters(model)}
-'''
+# stacked into one backbone pass. The short queue delay only matters when requests arrive together.
+# Written by deepfake-export from model_config_pb2.ModelConfig.
+""",
+        config,
+    )
 
 
 def temporal_config(model: LoadedModel, kind: str, platform: Platform = ONNX) -> str:
     probabilities, logits = platform.output_names[1:]
+    config = _common(model, TEMPORAL_MODEL, platform, kind)
+    config.input.add(name=TEMPORAL_INPUT, data_type=model_config_pb2.TYPE_FP32, dims=[-1, FEATURE_DIM])
+    config.output.add(name=probabilities, data_type=model_config_pb2.TYPE_FP32, dims=[2], label_filename=LABELS_FILE)
+    config.output.add(name=logits, data_type=model_config_pb2.TYPE_FP32, dims=[2])
+    config.dynamic_batching.max_queue_delay_microseconds = 500
+    _warmup(config, "eight_frames", TEMPORAL_INPUT, model_config_pb2.TYPE_FP32, [8, FEATURE_DIM])
     longest = f"time <= {model.max_time}" if model.max_time else "any time length"
-    return f'''# A sequence of backbone features ({longest}) -> [FAKE, REAL] probabilities.
+    return _text(
+        f"""# A sequence of backbone features ({longest}) -> [FAKE, REAL] probabilities.
 # Per-frame scores are the same model over one-frame sequences, sent as one batch.
-name: "{TEMPORAL_MODEL}{platform.suffix}"
-platform: "{platform.name}"
-max_batch_size: {MAX_BATCH_SIZE}
-input [
-  {{ name: "{TEMPORAL_INPUT}" data_type: TYPE_FP32 dims: [ -1, {FEATURE_DIM} ] }}
-]
-output [
-  {{ name: "{probabilities}" data_type: TYPE_FP32 dims: [ 2 ] label_filename: "{LABELS_FILE}" }},
-  {{ name: "{logits}" data_type: TYPE_FP32 dims: [ 2 ] }}
-]
 # Triton stacks only requests whose time length is equal; the head is cheap, so wait little.
-dynamic_batching {{
-  max_queue_delay_microseconds: 500
-}}
-{_instance_group(kind)}
-model_warmup [
-  {{
-    name: "eight_frames"
-    batch_size: 1
-    inputs {{ key: "{TEMPORAL_INPUT}" value {{ data_type: TYPE_FP32 dims: [ 8, {FEATURE_DIM} ] zero_data: true }} }}
-  }}
-]
-{_parameters(model)}
-'''
+# Written by deepfake-export from model_config_pb2.ModelConfig.
+""",
+        config,
+    )
 
 
 def write_configs(model_dir: Path, text_for_kind: Callable[[str], str]) -> None:

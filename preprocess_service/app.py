@@ -76,13 +76,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             backend=backend,
             detector=detector,
             pool=pool,
-            analyzer=Analyzer(settings, detector, backend, pool),
+            analyzer=Analyzer(settings, detector, backend, pool, metrics),
             signer=load_signer(settings.signing_key, settings.keys_dir, settings.previous_keys_dir),
             metrics=metrics,
             access=access,
         )
         with contextlib.suppress(BackendUnavailable):  # not ready yet: /readyz says so, requests retry
-            await services.model_info()
+            await services.analyzer.model_info()
         app.state.services = services
         sweeper = (
             asyncio.create_task(artifacts.sweep_forever(settings.artifacts_dir, settings.artifacts_ttl_s))

@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from preprocess_service.access import AccessPolicy
-from preprocess_service.errors import BackendUnavailable, Overloaded
+from preprocess_service.errors import Overloaded
 from preprocess_service.faces import FaceDetector
-from preprocess_service.inference import InferenceBackend, ModelInfo
+from preprocess_service.inference import InferenceBackend
 from preprocess_service.integrity import Signer
 from preprocess_service.metrics import Metrics
 from preprocess_service.pipeline import Analyzer
@@ -32,20 +33,7 @@ class Services:
     signer: Signer
     metrics: Metrics
     access: AccessPolicy
-    model: ModelInfo | None = None
     in_flight: int = 0
-
-    async def model_info(self) -> ModelInfo:
-        """Started lazily too, so a service that came up before Triton recovers by itself."""
-        if self.model is None:
-            model = await self.backend.start()
-            if model.max_time is not None and self.settings.num_frames > model.max_time:
-                raise BackendUnavailable(
-                    f"the model takes sequences of at most {model.max_time} frames but "
-                    f"DEEPFAKE_NUM_FRAMES is {self.settings.num_frames}"
-                )
-            self.model = model
-        return self.model
 
 
 def get_services(request: Request) -> Services:
@@ -97,3 +85,12 @@ def multipart_body(*text_fields: str) -> dict:
     properties.update({name: {"type": "string"} for name in text_fields})
     schema = {"type": "object", "properties": properties, "required": ["file", *text_fields]}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+# What routes declare: ``services: ServicesDep``, ``upload: UploadDep``, ``dependencies=[Admitted]``.
+# scope="function": the slot is released and the temporary file deleted when the route returns,
+# before the answer is sent, so a client that has its answer never sees a file or slot still held.
+ServicesDep = Annotated[Services, Depends(get_services)]
+UploadDep = Annotated[Upload, Depends(received_upload, scope="function")]
+Admitted = Depends(admitted, scope="function")
+AdmittedToSign = Depends(admitted_to_sign, scope="function")

@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from preprocess_service.errors import NoFaceDetected
+from preprocess_service.errors import BackendUnavailable, NoFaceDetected
 from preprocess_service.faces import CropCollector, FaceCrops, FaceDetector
 from preprocess_service.inference import InferenceBackend, ModelInfo
+from preprocess_service.metrics import Metrics
 from preprocess_service.scoring import FrameScore, Rule, Verdict, original_verdict, sequence_verdict, spread_positions
 from preprocess_service.settings import Settings
 from preprocess_service.video import DecodeBudget, SampledVideo, read_video
@@ -43,8 +44,32 @@ class Analysis:
 
 
 class Analyzer:
-    def __init__(self, settings: Settings, detector: FaceDetector, backend: InferenceBackend, pool: ThreadPoolExecutor):
+    """Owns what an analysis needs: the model (and what it says about itself), the detector, the CPU
+    pool, and the stage metrics, recorded here where the stages run."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        detector: FaceDetector,
+        backend: InferenceBackend,
+        pool: ThreadPoolExecutor,
+        metrics: Metrics,
+    ):
         self._settings, self._detector, self._backend, self._pool = settings, detector, backend, pool
+        self._metrics = metrics
+        self._model: ModelInfo | None = None
+
+    async def model_info(self) -> ModelInfo:
+        """Started lazily too, so a service that came up before Triton recovers by itself."""
+        if self._model is None:
+            model = await self._backend.start()
+            if model.max_time is not None and self._settings.num_frames > model.max_time:
+                raise BackendUnavailable(
+                    f"the model takes sequences of at most {model.max_time} frames but "
+                    f"DEEPFAKE_NUM_FRAMES is {self._settings.num_frames}"
+                )
+            self._model = model
+        return self._model
 
     def _read_and_crop(self, path: Path, model: ModelInfo) -> tuple[SampledVideo, FaceCrops, float]:
         """Decode and cut in one pass: each frame is cropped as it is decoded and dropped unless it will be
@@ -60,7 +85,8 @@ class Analyzer:
         video = read_video(path, s.num_frames, s.min_frames, s.max_video_frames, budget, sink=collector)
         return video, collector.result(), collector.seconds
 
-    async def analyse(self, path: Path, model: ModelInfo) -> Analysis:
+    async def analyse(self, path: Path) -> Analysis:
+        model = await self.model_info()
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         video, faces, face_seconds = await loop.run_in_executor(self._pool, self._read_and_crop, path, model)
@@ -89,4 +115,7 @@ class Analyzer:
             "inference": inferred - found,
             "total": inferred - started,
         }
+        for stage, seconds in timings.items():
+            self._metrics.stage_seconds.labels(stage).observe(seconds)
+        self._metrics.backbone_batch.observe(len(faces.positions))
         return Analysis(video, faces, frames, verdicts, self._settings.verdict, timings, model)

@@ -28,7 +28,12 @@ class Settings(BaseSettings):
     triton_grpc_url: str = "127.0.0.1:8001"
     triton_timeout_s: float = Field(30.0, gt=0, description="per inference call")
     triton_shm: bool = Field(False, description="send face crops through system shared memory (same host only)")
-    max_model_batch: int = Field(64, ge=1, description="the models' max_batch_size; larger calls are split")
+    inference_threads: int = Field(
+        2,
+        ge=1,
+        description="embedded backend: model calls run at once (ONNX Runtime "
+        "already uses every core for one; more only queue inside it)",
+    )
 
     # Video and faces
     num_frames: int = Field(30, ge=1, le=200, description="frames sampled per video (the seed's 30)")

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import uvicorn
 
+from deploy.ports import free_port, wait_until
 from preprocess_service.app import create_app
 from preprocess_service.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
@@ -28,11 +21,7 @@ def running_service(settings: Settings, startup_timeout_s: float = 60.0) -> Iter
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + startup_timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the service did not start")
-        time.sleep(0.05)
+    wait_until(lambda: server.started, startup_timeout_s, "the service", alive=thread.is_alive, interval_s=0.05)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -28,6 +28,15 @@ def parse_config(path: Path) -> model_config_pb2.ModelConfig:
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
+def assert_exported_like_pytorch(repository: Path, source: torch.nn.Module, loaded, count: int = 5) -> None:
+    """The exported pair on uint8 crops gives the PyTorch model's probabilities on the same crops."""
+    size = loaded.input_size
+    faces = np.random.default_rng(0).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+    with torch.no_grad():
+        expected = torch.softmax(source(normalise(torch.from_numpy(faces), loaded.preprocessing)[None]), -1)[0].numpy()
+    np.testing.assert_allclose(onnx_probabilities(repository, faces), expected, atol=1e-5)
+
+
 def onnx_probabilities(repository: Path, faces: np.ndarray) -> np.ndarray:
     backbone = onnxruntime.InferenceSession(str(repository / "deepfake_backbone/1/model.onnx"))
     temporal = onnxruntime.InferenceSession(str(repository / "deepfake_temporal/1/model.onnx"))
@@ -44,17 +53,13 @@ def test_checkpoint_round_trips_through_export(tmp_path, family, layout):
     rows = export_repository(loaded, tmp_path / "repo")
     assert all(row.ok for row in rows) and len(rows) == 1 + len(parity.BATCHES) * len(parity.TIMES)
 
-    size = loaded.input_size
-    faces = np.random.default_rng(0).integers(0, 256, (5, size, size, 3), dtype=np.uint8)
-    with torch.no_grad():
-        expected = torch.softmax(source(normalise(torch.from_numpy(faces), loaded.preprocessing)[None]), -1)[0].numpy()
-    np.testing.assert_allclose(onnx_probabilities(tmp_path / "repo", faces), expected, atol=1e-5)
+    assert_exported_like_pytorch(tmp_path / "repo", source, loaded)
 
     config = parse_config(tmp_path / "repo/deepfake_backbone/config.pbtxt")
     recorded = {key: value.string_value for key, value in config.parameters.items()}
     assert recorded["family"] == family and recorded["untrained_demo"] == "false"
     assert recorded["checkpoint_sha256"] == loaded.checkpoint_sha256
-    assert list(config.input[0].dims) == [size, size, 3]
+    assert list(config.input[0].dims) == [loaded.input_size, loaded.input_size, 3]
 
 
 def _onnx_signature(path: Path) -> dict[str, tuple[str, list[int]]]:

@@ -3,7 +3,6 @@ shapes, heads/activation/axis use as options, each exported with its parity tabl
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from google.protobuf import text_format
@@ -11,10 +10,10 @@ from tritonclient.grpc import model_config_pb2
 
 from export import parity
 from export.__main__ import EXIT_BAD_CHECKPOINT, main
-from export.architectures import AttentionDetector, AttentionShape, LegacyDetector, LegacyShape, normalise
+from export.architectures import AttentionDetector, AttentionShape, LegacyDetector, LegacyShape
 from export.checkpoint import Options, load_checkpoint
 from export.repository import export_repository
-from tests.test_export import onnx_probabilities
+from tests.test_export import assert_exported_like_pytorch
 
 VARIANTS = {
     "attention hidden 1024 (width 2048)": (AttentionDetector(AttentionShape(lstm_hidden=1024)), Options()),
@@ -52,11 +51,7 @@ def test_variant_loads_from_its_shapes_and_exports_with_parity(tmp_path, capsys,
     longest = getattr(source.shape, "max_time", 200)
     assert max(row.time for row in rows) == longest, "parity is checked up to the model's own maximum length"
 
-    size = loaded.input_size
-    faces = np.random.default_rng(1).integers(0, 256, (6, size, size, 3), dtype=np.uint8)
-    with torch.no_grad():
-        expected = torch.softmax(source(normalise(torch.from_numpy(faces), loaded.preprocessing)[None]), -1)[0].numpy()
-    np.testing.assert_allclose(onnx_probabilities(tmp_path / "repo", faces), expected, atol=1e-5)
+    assert_exported_like_pytorch(tmp_path / "repo", source, loaded, count=6)
 
     recorded = recorded_parameters(tmp_path / "repo")
     for key, value in source.shape.describe().items():

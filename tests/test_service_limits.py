@@ -104,3 +104,17 @@ def test_artifacts_are_served_when_enabled_and_swept_after_their_ttl(demo_reposi
         assert image.headers["content-type"] == "image/jpeg" and image.content[:2] == b"\xff\xd8"
     assert sweep(artifacts_dir, ttl_s=3600) == 0
     assert sweep(artifacts_dir, ttl_s=-1) == 1 and list(artifacts_dir.iterdir()) == []
+
+
+def test_old_setting_names_still_work_with_a_warning(monkeypatch):
+    from preprocess_service.settings import deprecated_names_in
+
+    monkeypatch.setenv("DEEPFAKE_MAX_PENDING", "3")
+    monkeypatch.setenv("DEEPFAKE_WORKERS", "5")
+    settings = Settings()
+    assert (settings.max_in_flight, settings.cpu_threads) == (3, 5)
+    warnings = deprecated_names_in({"DEEPFAKE_MAX_PENDING": "3", "DEEPFAKE_WORKERS": "5"})
+    assert warnings == [
+        "DEEPFAKE_WORKERS is deprecated; use DEEPFAKE_CPU_THREADS",
+        "DEEPFAKE_MAX_PENDING is deprecated; use DEEPFAKE_MAX_IN_FLIGHT",
+    ]

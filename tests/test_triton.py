@@ -134,3 +134,46 @@ def test_service_answers_503_while_triton_is_down_and_recovers(demo_repository, 
             assert post_file(url, seed_videos[2]).status_code == 200
     finally:
         server.stop()
+
+
+def test_the_launcher_stops_its_server_on_sigterm_and_refuses_busy_ports(demo_repository, tmp_path):
+    """`make triton` under a process manager: SIGTERM must not leave tritonserver on the ports."""
+    import signal
+    import subprocess
+    import sys
+
+    from deploy.ports import free_port, port_is_free, wait_until
+
+    ports = [free_port(), free_port(), free_port()]
+    command = [
+        sys.executable,
+        "-m",
+        "deploy.triton_local.server",
+        "--repository",
+        str(demo_repository),
+        "--http-port",
+        str(ports[0]),
+        "--grpc-port",
+        str(ports[1]),
+        "--metrics-port",
+        str(ports[2]),
+    ]
+    log = tmp_path / "launcher.log"
+    with log.open("wb") as output:
+        launcher = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_until(
+            lambda: "Triton ready" in log.read_text(errors="replace"),
+            240,
+            "the launcher",
+            alive=lambda: launcher.poll() is None,
+            interval_s=0.25,
+        )
+        second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0 and "already in use" in second.stderr
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=60)
+        wait_until(lambda: all(port_is_free(port) for port in ports), 30, "the ports")
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.ports import free_port, port_is_free
 from deploy.triton_local.prepare import Tools, prepare
 
 READY_TIMEOUT_S = 180.0
@@ -29,10 +29,8 @@ class TritonStartError(RuntimeError):
     """Triton did not become ready; the message carries the end of its log."""
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @dataclass
@@ -70,9 +68,11 @@ class TritonServer:
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
-        while not self.is_ready():
+        while True:  # our process first: a server left on these ports by someone else must not pass as ours
             if self.process.poll() is not None:
                 raise TritonStartError(f"tritonserver exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.is_ready():
+                return
             if time.monotonic() > deadline:
                 self.stop()
                 raise TritonStartError(f"tritonserver not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
@@ -141,6 +141,9 @@ def main() -> None:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     args = parser.parse_args()
+    busy = [port for port in (args.http_port, args.grpc_port, args.metrics_port) if not port_is_free(port)]
+    if busy:
+        sys.exit(f"port(s) {', '.join(map(str, busy))} already in use (another tritonserver?); stop it first")
     server = start_triton(
         args.repository,
         http_port=args.http_port,
@@ -148,6 +151,8 @@ def main() -> None:
         metrics_port=args.metrics_port,
         log_path=Path("/dev/stdout"),
     )
+    # SIGTERM (make, a process manager, CI) stops the server too, never leaving it on the ports.
+    signal.signal(signal.SIGTERM, _interrupt)
     print(
         f"Triton ready: HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}; Ctrl-C stops it",
         flush=True,

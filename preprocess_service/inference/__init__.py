@@ -11,19 +11,19 @@ def make_backend(settings: Settings) -> InferenceBackend:
         from preprocess_service.inference.embedded import EmbeddedBackend
 
         return EmbeddedBackend(
-            settings.model_repository, settings.backbone_model, settings.temporal_model, settings.max_model_batch
+            settings.model_repository, settings.backbone_model, settings.temporal_model, settings.inference_threads
         )
     from preprocess_service.inference.triton import TritonBackend
+    from preprocess_service.inference.triton_protocols import PROTOCOLS
 
-    protocol = settings.backend.removeprefix("triton-")
-    url = settings.triton_http_url if protocol == "http" else settings.triton_grpc_url
+    protocol = PROTOCOLS[settings.backend.removeprefix("triton-")]
+    url = settings.triton_http_url if protocol.name == "http" else settings.triton_grpc_url
     return TritonBackend(
         protocol,
         url,
         settings.backbone_model,
         settings.temporal_model,
         settings.triton_timeout_s,
-        settings.max_model_batch,
         shm_regions=settings.max_in_flight if settings.triton_shm else 0,
     )
 

@@ -8,6 +8,7 @@ the models' ``max_batch_size`` are split here, once, for every backend.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -57,6 +58,21 @@ class ModelInfo:
         )
 
 
+@dataclass(frozen=True)
+class ServedModels:
+    """What the backends learn from the served models themselves, as Triton's client examples do:
+    tensor names, the crop size and the largest batch each model takes."""
+
+    backbone: str
+    temporal: str
+    backbone_input: str
+    backbone_output: str
+    temporal_input: str
+    temporal_output: str
+    input_size: int
+    max_batch: int
+
+
 class InferenceBackend(Protocol):
     name: str
 
@@ -73,6 +89,29 @@ class InferenceBackend(Protocol):
         """``[batch, time, 2048]`` float32 → ``[batch, 2]`` (index 0 = FAKE)."""
 
     async def close(self) -> None: ...
+
+
+class ChunkedBackend(ABC):
+    """The two calls every backend answers, split once, here, into pieces the models accept."""
+
+    served: ServedModels | None = None
+
+    @abstractmethod
+    async def _run_backbone(self, faces: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    async def _run_temporal(self, features: np.ndarray) -> np.ndarray: ...
+
+    def _max_batch(self) -> int:
+        if self.served is None:
+            raise BackendUnavailable("the models have not been loaded yet")
+        return self.served.max_batch
+
+    async def features(self, faces: np.ndarray) -> np.ndarray:
+        return await in_chunks(self._run_backbone, np.ascontiguousarray(faces), self._max_batch())
+
+    async def probabilities(self, features: np.ndarray) -> np.ndarray:
+        return await in_chunks(self._run_temporal, np.ascontiguousarray(features, np.float32), self._max_batch())
 
 
 async def in_chunks(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from preprocess_service.dependencies import Services, get_services
+from preprocess_service.dependencies import ServicesDep
 from preprocess_service.errors import BackendUnavailable
 from preprocess_service.presenter import model_block
 
@@ -22,10 +22,10 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(services: Services = Depends(get_services)) -> dict:
+async def readyz(services: ServicesDep) -> dict:
     """Ready when the backend answers and both models are loaded: take traffic only then."""
     try:  # a frozen model server must not freeze the probe: answer within READY_TIMEOUT_S whatever it does
-        model = await asyncio.wait_for(asyncio.shield(services.model_info()), READY_TIMEOUT_S)
+        model = await asyncio.wait_for(asyncio.shield(services.analyzer.model_info()), READY_TIMEOUT_S)
         ready = await asyncio.wait_for(services.backend.ready(), READY_TIMEOUT_S)
     except TimeoutError:
         raise BackendUnavailable(f"{services.backend.name}: no answer within {READY_TIMEOUT_S:g} s") from None
@@ -42,5 +42,5 @@ async def readyz(services: Services = Depends(get_services)) -> dict:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(services: Services = Depends(get_services)) -> Response:
+async def metrics(services: ServicesDep) -> Response:
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -7,19 +7,11 @@ import base64
 import binascii
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from preprocess_service.dependencies import (
-    Services,
-    admitted,
-    admitted_to_sign,
-    get_services,
-    multipart_body,
-    received_upload,
-)
+from preprocess_service.dependencies import Admitted, AdmittedToSign, ServicesDep, UploadDep, multipart_body
 from preprocess_service.errors import InvalidRequest, InvalidSignature
 from preprocess_service.schemas import PublicKeyResponse, PublicKeysResponse, SignResponse, VerifyResponse
-from preprocess_service.uploads import Upload
 
 router = APIRouter(prefix="/integrity", tags=["integrity"])
 
@@ -40,10 +32,8 @@ def decode_signature(encoded: str) -> bytes:
         raise InvalidSignature(f"signature_base64 is not valid base64: {error}") from error
 
 
-@router.post(
-    "/sign", response_model=SignResponse, openapi_extra=multipart_body(), dependencies=[Depends(admitted_to_sign)]
-)
-async def sign(upload: Upload = Depends(received_upload), services: Services = Depends(get_services)) -> SignResponse:
+@router.post("/sign", response_model=SignResponse, openapi_extra=multipart_body(), dependencies=[AdmittedToSign])
+async def sign(upload: UploadDep, services: ServicesDep) -> SignResponse:
     signed_at = _now()
     envelope = services.signer.attest(bytes.fromhex(upload.sha256), signed_at)
     return SignResponse(
@@ -59,11 +49,9 @@ async def sign(upload: Upload = Depends(received_upload), services: Services = D
     "/verify",
     response_model=VerifyResponse,
     openapi_extra=multipart_body("signature_base64"),
-    dependencies=[Depends(admitted)],
+    dependencies=[Admitted],
 )
-async def verify(
-    upload: Upload = Depends(received_upload), services: Services = Depends(get_services)
-) -> VerifyResponse:
+async def verify(upload: UploadDep, services: ServicesDep) -> VerifyResponse:
     encoded = upload.fields.get("signature_base64")
     if encoded is None:
         raise InvalidRequest("missing form field 'signature_base64'")
@@ -81,13 +69,13 @@ async def verify(
 
 
 @router.get("/public-key", response_model=PublicKeyResponse)
-async def public_key(services: Services = Depends(get_services)) -> PublicKeyResponse:
+async def public_key(services: ServicesDep) -> PublicKeyResponse:
     """The active key (the one that signs now)."""
     return PublicKeyResponse(key_id=services.signer.key_id, public_key_pem=services.signer.public_pem)
 
 
 @router.get("/public-keys", response_model=PublicKeysResponse)
-async def public_keys(services: Services = Depends(get_services)) -> PublicKeysResponse:
+async def public_keys(services: ServicesDep) -> PublicKeysResponse:
     """Every key that verifies here, by key id: the active one and those rotated out."""
     return PublicKeysResponse(
         active_key_id=services.signer.key_id,
