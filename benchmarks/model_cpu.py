@@ -55,31 +55,28 @@ def main() -> None:
         backbone_torch, temporal_torch = Backbone(model.detector).eval(), TemporalHead(model.detector).eval()
         size = model.input_size
         rng = np.random.default_rng(0)
-        cases = []
-        for batch in (1, 8, 32):
-            faces = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-            cases.append(
-                (
-                    "backbone",
-                    batch,
-                    "faces/s",
-                    batch,
-                    lambda f=faces: backbone_torch(torch.from_numpy(f)),
-                    lambda f=faces: sessions["deepfake_backbone"].run(None, {"faces": f}),
-                )
+        inputs = [
+            ("backbone", "faces/s", batch, rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
+            for batch in (1, 8, 32)
+        ]
+        inputs += [
+            ("temporal", "clips/s", batch, rng.standard_normal((batch, args.time, 2048), dtype=np.float32))
+            for batch in (1, 8)
+        ]
+        torch_module = {"backbone": backbone_torch, "temporal": temporal_torch}
+        cases = [
+            (
+                kind,
+                batch,
+                unit,
+                batch,
+                lambda k=kind, x=data: torch_module[k](torch.from_numpy(x)),
+                lambda k=kind, x=data: sessions[f"deepfake_{k}"].run(
+                    None, {sessions[f"deepfake_{k}"].get_inputs()[0].name: x}
+                ),
             )
-        for batch in (1, 8):
-            features = rng.standard_normal((batch, args.time, 2048), dtype=np.float32)
-            cases.append(
-                (
-                    "temporal",
-                    batch,
-                    "clips/s",
-                    batch,
-                    lambda f=features: temporal_torch(torch.from_numpy(f)),
-                    lambda f=features: sessions["deepfake_temporal"].run(None, {"features": f}),
-                )
-            )
+            for kind, unit, batch, data in inputs
+        ]
 
         rows = []
         with torch.inference_mode():
