@@ -29,11 +29,12 @@ class Settings(BaseSettings):
     triton_timeout_s: float = Field(30.0, gt=0, description="per inference call")
     triton_shm: bool = Field(False, description="send face crops through system shared memory (same host only)")
     inference_threads: int = Field(
-        2,
+        1,
         ge=1,
-        description="embedded backend: model calls run at once (ONNX Runtime "
-        "already uses every core for one; more only queue inside it)",
+        description="embedded backend: model calls run at once; ONNX Runtime already uses every core for one, "
+        "and each concurrent call holds its own activations",
     )
+    ort_memory_arena: bool = Field(True, description="embedded backend: ONNX Runtime keeps freed activation memory")
 
     # Video and faces
     num_frames: int = Field(30, ge=1, le=200, description="frames sampled per video (the seed's 30)")

@@ -11,7 +11,11 @@ def make_backend(settings: Settings) -> InferenceBackend:
         from preprocess_service.inference.embedded import EmbeddedBackend
 
         return EmbeddedBackend(
-            settings.model_repository, settings.backbone_model, settings.temporal_model, settings.inference_threads
+            settings.model_repository,
+            settings.backbone_model,
+            settings.temporal_model,
+            settings.inference_threads,
+            settings.ort_memory_arena,
         )
     from preprocess_service.inference.triton import TritonBackend
     from preprocess_service.inference.triton_protocols import PROTOCOLS

@@ -43,8 +43,11 @@ def max_batch_of(model_dir: Path) -> int:
 class EmbeddedBackend(ChunkedBackend):
     name = "embedded"
 
-    def __init__(self, repository: Path, backbone_model: str, temporal_model: str, threads: int = 2) -> None:
+    def __init__(
+        self, repository: Path, backbone_model: str, temporal_model: str, threads: int = 1, memory_arena: bool = True
+    ) -> None:
         self._repository, self._names = repository, (backbone_model, temporal_model)
+        self._memory_arena = memory_arena
         self._backbone: onnxruntime.InferenceSession | None = None
         self._temporal: onnxruntime.InferenceSession | None = None
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
@@ -52,6 +55,7 @@ class EmbeddedBackend(ChunkedBackend):
     def _load(self) -> ModelInfo:
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_cpu_mem_arena = self._memory_arena
         backbone_name, temporal_name = self._names
         backbone = onnxruntime.InferenceSession(
             str(latest_version_file(self._repository, backbone_name)), options, providers=["CPUExecutionProvider"]
