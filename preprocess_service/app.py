@@ -70,13 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         detector = FaceDetector(
             settings.face_model_path, settings.face_min_confidence, settings.face_margin, settings.face_haar_max_side
         )
-        pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="cpu-stage")
+        pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="decode")
+        face_pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="faces")
         services = Services(
             settings=settings,
             backend=backend,
             detector=detector,
             pool=pool,
-            analyzer=Analyzer(settings, detector, backend, pool, metrics),
+            analyzer=Analyzer(settings, detector, backend, pool, metrics, face_pool),
             signer=load_signer(settings.signing_key, settings.keys_dir, settings.previous_keys_dir),
             metrics=metrics,
             access=access,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 sweeper.cancel()
             await backend.close()
             pool.shutdown(wait=True)
+            face_pool.shutdown(wait=True)
             detector.close()
 
     metrics = Metrics()

@@ -13,8 +13,9 @@ own instances, made once and reused.
 from __future__ import annotations
 
 import threading
-import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,7 +152,13 @@ class FaceDetector:
 
 
 class CropCollector:
-    """A FrameSink (video.py): crops each frame as it is decoded and keeps only the frames asked for."""
+    """A FrameSink (video.py): crops each frame as it is decoded and keeps only the frames asked for.
+
+    With an executor, faces are found on another thread while the next frames decode (PyAV,
+    MediaPipe and OpenCV all release the GIL), at most ``max_pending`` frames ahead, so memory stays
+    bounded by a few frames. The executor must not be the one decoding: a decoder waiting for its
+    own queued face work would deadlock a full pool.
+    """
 
     def __init__(
         self,
@@ -159,32 +166,50 @@ class CropCollector:
         profile: PreprocessingProfile,
         keep: set[int] | None = None,
         keep_positions: Callable[[list[int]], set[int]] | None = None,
+        executor: Executor | None = None,
+        max_pending: int = 4,
     ) -> None:
         self._detector, self._profile = detector, profile
         self._keep, self._keep_positions = keep or set(), keep_positions
+        self._executor, self._max_pending = executor, max_pending
+        self._pending: deque[Future[None]] = deque()
         self._positions: list[int] = []
         self._crops: list[np.ndarray] = []
         self._boxes: dict[int, Box] = {}
         self._used: dict[int, str] = {}
-        self.seconds = 0.0  # time spent finding and cutting faces
 
     def begin(self, sample_indices: list[int]) -> None:
         if self._keep_positions is not None:
             self._keep = self._keep_positions(sample_indices)
 
-    def take(self, position: int, rgb: np.ndarray) -> bool:
-        started = time.perf_counter()
+    def _cut(self, position: int, rgb: np.ndarray) -> None:
         found, crop = self._detector.crop_one(rgb, self._profile)
         if found is not None:
             self._boxes[position], self._used[position] = found
         if crop is not None:
             self._positions.append(position)
             self._crops.append(crop)
-        self.seconds += time.perf_counter() - started
+
+    def take(self, position: int, rgb: np.ndarray) -> bool:
+        if self._executor is None:
+            self._cut(position, rgb)
+        else:
+            self._pending.append(self._executor.submit(self._cut, position, rgb))
+            while len(self._pending) > self._max_pending:
+                self._pending.popleft().result()
         return position in self._keep
 
     def result(self) -> FaceCrops:
+        """Every crop, in frame order, once the face work still queued is done (its errors raised here)."""
+        while self._pending:
+            self._pending.popleft().result()
         order = sorted(range(len(self._positions)), key=self._positions.__getitem__)
         size = self._profile.size
         stacked = np.stack([self._crops[i] for i in order]) if order else np.zeros((0, size, size, 3), np.uint8)
         return FaceCrops([self._positions[i] for i in order], stacked, self._boxes, self._used)
+
+    def cancel(self) -> None:
+        """An analysis that failed while decoding: drop face work not yet started."""
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()

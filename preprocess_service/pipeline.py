@@ -54,9 +54,11 @@ class Analyzer:
         backend: InferenceBackend,
         pool: ThreadPoolExecutor,
         metrics: Metrics,
+        face_pool: ThreadPoolExecutor | None = None,
     ):
         self._settings, self._detector, self._backend, self._pool = settings, detector, backend, pool
         self._metrics = metrics
+        self._face_pool = face_pool  # not `pool`: a decoder waits on its face work (see CropCollector)
         self._model: ModelInfo | None = None
 
     async def model_info(self) -> ModelInfo:
@@ -71,25 +73,36 @@ class Analyzer:
             self._model = model
         return self._model
 
-    def _read_and_crop(self, path: Path, model: ModelInfo) -> tuple[SampledVideo, FaceCrops, float]:
-        """Decode and cut in one pass: each frame is cropped as it is decoded and dropped unless it will be
-        shown (artefacts), so memory per analysis is its crops and at most its display frames."""
+    def _read_and_crop(self, path: Path, model: ModelInfo) -> tuple[SampledVideo, FaceCrops, float, float]:
+        """Decode and cut in one pass: each frame goes to the face pool as soon as it is decoded (faces
+        are found while the next frames decode) and is dropped unless it will be shown (artefacts), so
+        memory per analysis is its crops and at most a few frames. Returns the wall time of decoding
+        and of the face work left after it."""
         s = self._settings
         shown = (
             (lambda indices: {indices[i] for i in spread_positions(len(indices), s.display_frames)})
             if s.artifacts
             else None
         )
-        collector = CropCollector(self._detector, model.preprocessing, keep_positions=shown)
+        collector = CropCollector(self._detector, model.preprocessing, keep_positions=shown, executor=self._face_pool)
         budget = DecodeBudget(s.max_video_pixels, s.max_decoded_frames, s.max_decode_s)
-        video = read_video(path, s.num_frames, s.min_frames, s.max_video_frames, budget, sink=collector)
-        return video, collector.result(), collector.seconds
+        started = time.perf_counter()
+        try:
+            video = read_video(path, s.num_frames, s.min_frames, s.max_video_frames, budget, sink=collector)
+        except BaseException:
+            collector.cancel()
+            raise
+        decoded = time.perf_counter()
+        faces = collector.result()
+        return video, faces, decoded - started, time.perf_counter() - decoded
 
     async def analyse(self, path: Path) -> Analysis:
         model = await self.model_info()
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        video, faces, face_seconds = await loop.run_in_executor(self._pool, self._read_and_crop, path, model)
+        video, faces, decode_seconds, face_seconds = await loop.run_in_executor(
+            self._pool, self._read_and_crop, path, model
+        )
         if not faces.positions:
             raise NoFaceDetected(f"no face was found in any of the {len(video.frames)} sampled frames")
         found = time.perf_counter()
@@ -110,7 +123,7 @@ class Analyzer:
             "original": original_verdict(frames),
         }
         timings = {
-            "decode": found - started - face_seconds,
+            "decode": found - started - face_seconds,  # decoding, with the faces found meanwhile
             "faces": face_seconds,
             "inference": inferred - found,
             "total": inferred - started,
