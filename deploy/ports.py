@@ -15,7 +15,10 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """No server listens there. SO_REUSEADDR as servers set it: connections a stopped server left in
+    TIME_WAIT do not make its port look busy."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
