@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[export,serve,dev]"
+	$(BIN)/pip install --quiet -e ".[export,serve,openvino,dev]"
 	$(BIN)/python -m preprocess_service.face_model
 	touch $(STAMP)
 

@@ -6,11 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from export.calibration import CalibrationError, calibration_set
 from export.checkpoint import FAMILIES, CheckpointError, LoadedModel, Options, demo_model, load_checkpoint
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityError, format_table
-from export.repository import export_repository
-from model_contract import PROFILES
+from export.precision import DEFAULT_MAX_DELTA, PrecisionParityError, format_rows
+from export.repository import export_reduced_precisions, export_repository
+from model_contract import PRECISIONS, PROFILES
 
 EXIT_BAD_CHECKPOINT = 2
 EXIT_PARITY = 1
@@ -50,7 +52,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--version", type=int, default=1, help="model version folder (default 1)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--torchscript", action="store_true", help="also write pytorch_libtorch models (*_libtorch)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["fp32"],
+        help="backbone precisions to write (fp32 always is): bf16 -> deepfake_backbone_bf16 (OpenVINO),"
+        " int8 -> deepfake_backbone_int8 (QDQ ONNX); each checked on held-out videos",
+    )
+    parser.add_argument(
+        "--calibration-videos",
+        type=Path,
+        help="folder of videos like the ones served: int8 ranges are measured on their faces, and every"
+        " third video is held out for the bf16/int8 parity check (needed for bf16 and int8)",
+    )
+    parser.add_argument(
+        "--max-delta",
+        type=float,
+        default=DEFAULT_MAX_DELTA,
+        help=f"largest |ΔP(FAKE)| against fp32 allowed per frame and per video (default {DEFAULT_MAX_DELTA})",
+    )
+    args = parser.parse_args(argv)
+    if set(args.precision) - {"fp32"} and args.calibration_videos is None:
+        parser.error("--precision bf16/int8 needs --calibration-videos DIR (real videos, never random tensors)")
+    return args
 
 
 def load(args: argparse.Namespace) -> LoadedModel:
@@ -68,18 +93,27 @@ def main(argv: list[str] | None = None) -> int:
         model = load(args)
         if model.is_demo:
             progress("WARNING: exporting an UNTRAINED DEMO model; its verdicts are meaningless")
+        calibration = None
+        if args.calibration_videos is not None:  # before the long export: a bad folder fails fast
+            progress(f"reading calibration videos in {args.calibration_videos} …")
+            calibration = calibration_set(args.calibration_videos, model.preprocessing)
         rows = export_repository(model, args.repository, args.version, args.opset, args.torchscript, progress)
-    except CheckpointError as error:
+        print(format_table(rows))
+        if calibration is not None:
+            precision_rows = export_reduced_precisions(
+                model, args.repository, args.precision, calibration, args.version, args.max_delta, progress
+            )
+            print(format_rows(precision_rows))
+    except (CheckpointError, CalibrationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_CHECKPOINT
-    except ParityError as error:
+    except (ParityError, PrecisionParityError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_PARITY
-    print(format_table(rows))
     architecture = ", ".join(f"{key}={value}" for key, value in model.detector.shape.describe().items())
     print(
         f"exported {model.family} model ({architecture}; preprocessing {model.preprocessing.name})"
-        f"{' (UNTRAINED DEMO)' if model.is_demo else ''} to {args.repository}/"
+        f"{' (UNTRAINED DEMO)' if model.is_demo else ''} to {args.repository}/ in {', '.join(args.precision)}"
     )
     return 0
 

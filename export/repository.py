@@ -13,10 +13,12 @@ from functools import partial
 from pathlib import Path
 
 from export import onnx_export, parity
+from export.calibration import CalibrationSet
 from export.checkpoint import LoadedModel
 from export.onnx_export import DEFAULT_OPSET, atomic_path, write_text_atomically
+from export.precision import DEFAULT_MAX_DELTA, PrecisionRow, export_precisions
 from export.triton_config import ONNX, TORCHSCRIPT, Platform, backbone_config, temporal_config, write_configs
-from model_contract import BACKBONE_MODEL, LABELS, LABELS_FILE, TEMPORAL_MODEL
+from model_contract import BACKBONE_MODEL, LABELS, LABELS_FILE, TEMPORAL_MODEL, backbone_model_name
 
 Progress = Callable[[str], None]
 
@@ -78,9 +80,43 @@ def export_repository(
 def write_model_configs(model: LoadedModel, repository: Path, platform: Platform = ONNX) -> None:
     backbone_dir = repository / f"{BACKBONE_MODEL}{platform.suffix}"
     temporal_dir = repository / f"{TEMPORAL_MODEL}{platform.suffix}"
-    write_configs(backbone_dir, lambda kind: backbone_config(model, kind, platform))
-    write_configs(temporal_dir, lambda kind: temporal_config(model, kind, platform))
+    alternatives = platform is ONNX
+    write_configs(backbone_dir, lambda kind: backbone_config(model, kind, platform), alternatives)
+    write_configs(temporal_dir, lambda kind: temporal_config(model, kind, platform), alternatives)
     write_text_atomically(temporal_dir / LABELS_FILE, "\n".join(LABELS) + "\n")
+
+
+def export_reduced_precisions(
+    model: LoadedModel,
+    repository: Path,
+    precisions: list[str],
+    calibration: CalibrationSet,
+    version: int = 1,
+    bound: float = DEFAULT_MAX_DELTA,
+    progress: Progress = lambda message: None,
+) -> list[PrecisionRow]:
+    """bf16 / int8 backbones beside the published fp32 one; raises PrecisionParityError, publishing none."""
+    reduced = [precision for precision in precisions if precision != "fp32"]
+    if not reduced:
+        return []
+    finals = {precision: model_file(repository, backbone_model_name(precision), ONNX, version) for precision in reduced}
+    rows = export_precisions(
+        model,
+        model_file(repository, BACKBONE_MODEL, ONNX, version),
+        model_file(repository, TEMPORAL_MODEL, ONNX, version),
+        reduced,
+        calibration,
+        finals,
+        bound,
+        progress,
+    )
+    for precision in reduced:
+        write_configs(repository / backbone_model_name(precision), partial(_precision_config, model, precision))
+    return rows
+
+
+def _precision_config(model: LoadedModel, precision: str, kind: str) -> str:
+    return backbone_config(model, kind, ONNX, precision)
 
 
 def _step(progress: Progress, what: str, action: Callable):

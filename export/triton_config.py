@@ -23,6 +23,7 @@ from model_contract import (
     BACKBONE_OUTPUT,
     FEATURE_DIM,
     LABELS_FILE,
+    PRECISION,
     TEMPORAL_INPUT,
     TEMPORAL_MODEL,
     TEMPORAL_OUTPUTS,
@@ -30,6 +31,11 @@ from model_contract import (
 from model_contract import DEFAULT_MAX_BATCH as MAX_BATCH_SIZE
 
 CPU_CONFIG_NAME = "cpu"  # tritonserver --model-config-name=cpu picks configs/cpu.pbtxt
+# Alternatives every model gets, picked the same way (--model-config-name=NAME):
+OPENVINO_CONFIG_NAME = "cpu-openvino"  # Triton's OpenVINO backend (CPU), fp32 arithmetic unless bf16
+ORT_OPENVINO_CONFIG_NAME = "cpu-ort-openvino"  # ONNX Runtime backend with the OpenVINO accelerator
+TENSORRT_CONFIG_NAME = "gpu-tensorrt"  # ONNX Runtime backend with the TensorRT FP16 accelerator
+TENSORRT_CACHE = "/tmp/deepfake-trt-cache"  # engines built once per GPU model and batch profile
 
 
 @dataclass(frozen=True)
@@ -57,14 +63,37 @@ KINDS = {
 }
 
 
-def _common(model: LoadedModel, name: str, platform: Platform, kind: str) -> ModelConfig:
+def _common(model: LoadedModel, name: str, platform: Platform, kind: str, precision: str = "fp32") -> ModelConfig:
     config = model_config_pb2.ModelConfig(
         name=f"{name}{platform.suffix}", platform=platform.name, max_batch_size=MAX_BATCH_SIZE
     )
-    config.instance_group.add(count=1, kind=KINDS[kind])
-    for key, value in model.export_metadata().items():
+    gpu = kind == "KIND_GPU" or kind.startswith("gpu")
+    config.instance_group.add(count=1, kind=KINDS["KIND_GPU" if gpu else "KIND_CPU"])
+    for key, value in {**model.export_metadata(), PRECISION: precision}.items():
         config.parameters[key].string_value = value
     return config
+
+
+def _on_openvino(config: ModelConfig, precision: str) -> None:
+    """Triton's OpenVINO backend reads the ONNX file itself; one stream, all cores on one batch."""
+    config.ClearField("platform")
+    config.backend = "openvino"
+    config.default_model_filename = ONNX.model_file
+    del config.instance_group[:]
+    config.instance_group.add(count=1, kind=model_config_pb2.ModelInstanceGroup.KIND_CPU)
+    config.parameters["PERFORMANCE_HINT"].string_value = "LATENCY"
+    config.parameters["NUM_STREAMS"].string_value = "1"
+    if precision == "bf16":
+        config.parameters["HINT_BF16"].string_value = "YES"
+
+
+def _with_accelerator(config: ModelConfig, name: str, parameters: dict[str, str], gpu: bool) -> None:
+    accelerators = config.optimization.execution_accelerators
+    accelerator = (accelerators.gpu_execution_accelerator if gpu else accelerators.cpu_execution_accelerator).add(
+        name=name
+    )
+    for key, value in parameters.items():
+        accelerator.parameters[key] = value
 
 
 def _warmup(config: ModelConfig, name: str, tensor: str, data_type: int, dims: list[int]) -> None:
@@ -76,16 +105,49 @@ def _text(header: str, config: ModelConfig) -> str:
     return header + text_format.MessageToString(config)
 
 
-def backbone_config(model: LoadedModel, kind: str, platform: Platform = ONNX) -> str:
+PREFERRED_BATCHES = (16, 32, MAX_BATCH_SIZE)
+
+
+def backbone_config(model: LoadedModel, kind: str, platform: Platform = ONNX, precision: str = "fp32") -> str:
     size, profile = model.input_size, model.preprocessing
-    config = _common(model, BACKBONE_MODEL, platform, kind)
+    name = BACKBONE_MODEL if precision == "fp32" else f"{BACKBONE_MODEL}_{precision}"
+    config = _common(model, name, platform, kind, precision)
     config.input.add(name=BACKBONE_INPUT, data_type=model_config_pb2.TYPE_UINT8, dims=[size, size, 3])
     config.output.add(name=platform.output_names[0], data_type=model_config_pb2.TYPE_FP32, dims=[FEATURE_DIM])
-    config.dynamic_batching.preferred_batch_size.extend([16, 32, MAX_BATCH_SIZE])
+    config.dynamic_batching.preferred_batch_size.extend(PREFERRED_BATCHES)
     config.dynamic_batching.max_queue_delay_microseconds = 2000
     _warmup(config, "one_face", BACKBONE_INPUT, model_config_pb2.TYPE_UINT8, [size, size, 3])
+    variant = ""
+    if kind == OPENVINO_CONFIG_NAME or precision == "bf16":
+        _on_openvino(config, precision)
+        variant = f"# Runs on Triton's OpenVINO backend{' in bf16 (HINT_BF16)' if precision == 'bf16' else ''}.\n"
+    elif kind == ORT_OPENVINO_CONFIG_NAME:
+        _with_accelerator(config, "openvino", {}, gpu=False)
+        variant = "# ONNX Runtime backend with the OpenVINO execution accelerator.\n"
+    elif kind == TENSORRT_CONFIG_NAME:
+        _with_accelerator(
+            config,
+            "tensorrt",
+            {
+                "precision_mode": "FP16",
+                "max_workspace_size_bytes": str(4 << 30),
+                "trt_engine_cache_enable": "1",
+                "trt_engine_cache_path": TENSORRT_CACHE,
+            },
+            gpu=True,
+        )
+        for batch in PREFERRED_BATCHES:  # engines for these shapes are built before traffic, not on it
+            warmup = config.model_warmup.add(name=f"batch_{batch}", batch_size=batch)
+            warmup.inputs[BACKBONE_INPUT].CopyFrom(
+                model_config_pb2.ModelWarmup.Input(
+                    data_type=model_config_pb2.TYPE_UINT8, dims=[size, size, 3], random_data=True
+                )
+            )
+        variant = "# GPU, ONNX Runtime with the TensorRT FP16 accelerator; engines cached and built at warm-up.\n"
     return _text(
-        f"""# Crops (uint8 RGB, already resized to {size}x{size}) -> ResNeXt50 features. Preprocessing profile
+        variant
+        + f"""# Backbone precision: {precision}.
+# Crops (uint8 RGB, already resized to {size}x{size}) -> ResNeXt50 features. Preprocessing profile
 # "{profile.name}": the client cuts ({profile.crop}) and resizes ({profile.resize}); channel order
 # ({profile.channel_order}), scaling and normalisation ({profile.normalisation}) happen inside the model.
 # One video sends all its crops (30 by default) in one request; crops of several videos are
@@ -99,6 +161,11 @@ def backbone_config(model: LoadedModel, kind: str, platform: Platform = ONNX) ->
 def temporal_config(model: LoadedModel, kind: str, platform: Platform = ONNX) -> str:
     probabilities, logits = platform.output_names[1:]
     config = _common(model, TEMPORAL_MODEL, platform, kind)
+    if kind == OPENVINO_CONFIG_NAME:
+        _on_openvino(config, "fp32")
+    elif kind == ORT_OPENVINO_CONFIG_NAME:
+        _with_accelerator(config, "openvino", {}, gpu=False)
+    # gpu-tensorrt: the head is a few MFLOP and its time axis varies, so it stays on plain CUDA
     config.input.add(name=TEMPORAL_INPUT, data_type=model_config_pb2.TYPE_FP32, dims=[-1, FEATURE_DIM])
     config.output.add(name=probabilities, data_type=model_config_pb2.TYPE_FP32, dims=[2], label_filename=LABELS_FILE)
     config.output.add(name=logits, data_type=model_config_pb2.TYPE_FP32, dims=[2])
@@ -115,7 +182,11 @@ def temporal_config(model: LoadedModel, kind: str, platform: Platform = ONNX) ->
     )
 
 
-def write_configs(model_dir: Path, text_for_kind: Callable[[str], str]) -> None:
-    """``config.pbtxt`` for GPU hosts and ``configs/cpu.pbtxt`` for CPU-only ones."""
+def write_configs(model_dir: Path, text_for_kind: Callable[[str], str], alternatives: bool = True) -> None:
+    """``config.pbtxt`` (GPU, plain CUDA), ``configs/cpu.pbtxt``, and, for ONNX models, the
+    alternatives ``configs/{cpu-openvino,cpu-ort-openvino,gpu-tensorrt}.pbtxt``."""
     write_text_atomically(model_dir / "config.pbtxt", text_for_kind("KIND_GPU"))
     write_text_atomically(model_dir / "configs" / f"{CPU_CONFIG_NAME}.pbtxt", text_for_kind("KIND_CPU"))
+    if alternatives:
+        for name in (OPENVINO_CONFIG_NAME, ORT_OPENVINO_CONFIG_NAME, TENSORRT_CONFIG_NAME):
+            write_text_atomically(model_dir / "configs" / f"{name}.pbtxt", text_for_kind(name))

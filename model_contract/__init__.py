@@ -21,6 +21,19 @@ DEFAULT_MAX_BATCH = 64
 # Keys of the model parameters every export records (config.pbtxt ``parameters``, ONNX metadata).
 # Architecture keys (lstm_hidden, num_heads, ...) are recorded beside them and shown as they are.
 FAMILY, CHECKPOINT_SHA256, UNTRAINED_DEMO, MAX_TIME = "family", "checkpoint_sha256", "untrained_demo", "max_time"
+PRECISION = "precision"  # the backbone's arithmetic: one of PRECISIONS
+
+# The backbone is ~85 % of the time per video, so it is the half exported at reduced precision;
+# the temporal head (a few MFLOP) stays fp32. fp32 keeps the plain name users' repositories have.
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def backbone_model_name(precision: str = "fp32") -> str:
+    """``deepfake_backbone`` for fp32, ``deepfake_backbone_<precision>`` otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    return BACKBONE_MODEL if precision == "fp32" else f"{BACKBONE_MODEL}_{precision}"
+
 
 __all__ = [
     "BACKBONE_INPUT",
@@ -33,11 +46,14 @@ __all__ = [
     "LABELS",
     "LABELS_FILE",
     "MAX_TIME",
+    "PRECISION",
+    "PRECISIONS",
     "PROFILES",
     "PreprocessingProfile",
     "TEMPORAL_INPUT",
     "TEMPORAL_MODEL",
     "TEMPORAL_OUTPUTS",
     "UNTRAINED_DEMO",
+    "backbone_model_name",
     "default_profile",
 ]

@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", choices=("embedded", "triton-http", "triton-grpc"))
     parser.add_argument("--model-repository", help="exported models (embedded backend)")
     parser.add_argument("--triton-url", help="host:port of Triton (HTTP or gRPC port, by --backend)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="backbone precision to serve")
+    parser.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), help="embedded engine")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     args = parser.parse_args(argv)
     # Settings are read from the environment in every worker process, so flags go there too.
@@ -22,6 +24,10 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["DEEPFAKE_BACKEND"] = args.backend
     if args.model_repository:
         os.environ["DEEPFAKE_MODEL_REPOSITORY"] = args.model_repository
+    if args.precision:
+        os.environ["DEEPFAKE_PRECISION"] = args.precision
+    if args.runtime:
+        os.environ["DEEPFAKE_RUNTIME"] = args.runtime
     if args.triton_url:
         grpc = (args.backend or os.environ.get("DEEPFAKE_BACKEND", "")) == "triton-grpc"
         os.environ["DEEPFAKE_TRITON_GRPC_URL" if grpc else "DEEPFAKE_TRITON_HTTP_URL"] = args.triton_url

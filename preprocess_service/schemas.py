@@ -53,6 +53,8 @@ class ModelInfoModel(BaseModel):
     family: str
     untrained_demo: bool = Field(description="true: random demo weights, the verdict means nothing")
     backend: str
+    precision: str = Field(description="the backbone's arithmetic: fp32, bf16 or int8 (checked at export)")
+    runtime: str = Field(description="the engine that runs the models, as it reports itself")
     checkpoint_sha256: str
     architecture: dict[str, str] = Field(
         description="sizes read from the checkpoint, and the export's choices (num_heads, activation, batch_first)"

@@ -10,10 +10,13 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model_contract import backbone_model_name
 from preprocess_service.face_model import DEFAULT_PATH as DEFAULT_FACE_MODEL
 from preprocess_service.scoring import Rule
 
 Backend = Literal["embedded", "triton-http", "triton-grpc"]
+Precision = Literal["fp32", "bf16", "int8"]
+Runtime = Literal["auto", "onnxruntime", "openvino"]
 
 
 class Settings(BaseSettings):
@@ -22,7 +25,16 @@ class Settings(BaseSettings):
     # Inference
     backend: Backend = "embedded"
     model_repository: Path = Path("model_repository")
-    backbone_model: str = "deepfake_backbone"
+    precision: Precision = Field(
+        "fp32",
+        description="backbone arithmetic; bf16/int8 need `deepfake-export --precision` and serve deepfake_backbone_<p>",
+    )
+    runtime: Runtime = Field(
+        "auto",
+        description="embedded engine: auto = the faster measured one per precision "
+        "(fp32: onnxruntime, bf16 and int8: openvino)",
+    )
+    backbone_model: str | None = Field(None, description="default: deepfake_backbone[_<precision>]")
     temporal_model: str = "deepfake_temporal"
     triton_http_url: str = "127.0.0.1:8000"
     triton_grpc_url: str = "127.0.0.1:8001"
@@ -95,6 +107,10 @@ class Settings(BaseSettings):
     signing_key: Path | None = Field(None, description="PEM private key, e.g. a mounted Kubernetes Secret")
     keys_dir: Path = Path("var/keys")
     previous_keys_dir: Path | None = Field(None, description="public keys (*.pem) rotated out; still verify")
+
+    @property
+    def backbone_model_name(self) -> str:
+        return self.backbone_model or backbone_model_name(self.precision)
 
     @property
     def max_upload_bytes(self) -> int:

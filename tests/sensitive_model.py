@@ -18,26 +18,16 @@ import numpy as np
 import torch
 
 from export.architectures import normalise, pooled_features, trunk_of
+from export.calibration import face_crops
 from export.checkpoint import LoadedModel, Options, build_detector
 from model_contract import PreprocessingProfile, default_profile
-from preprocess_service.face_model import DEFAULT_PATH
-from preprocess_service.faces import FaceDetector
-from preprocess_service.video import read_video
 
 LOGIT_STD = 2.0  # per-frame logit difference spread after scaling: P(FAKE) mostly in 0.1-0.9
 
 
 def real_crops(videos: list[Path], profile: PreprocessingProfile, frames_per_video: int = 30) -> list[np.ndarray]:
     """The model inputs the service itself makes from each video (its decode and face path)."""
-    detector = FaceDetector(DEFAULT_PATH)
-    try:
-        crops = []
-        for video in videos:
-            sampled = read_video(video, frames_per_video)
-            crops.append(detector.crop({i: frame.rgb for i, frame in sampled.frames.items()}, profile).crops)
-        return crops
-    finally:
-        detector.close()
+    return face_crops(videos, profile, frames_per_video)
 
 
 def _calibrate_batch_norm(trunk: torch.nn.Module, inputs: torch.Tensor, chunk: int = 16) -> None:

@@ -12,10 +12,12 @@ def make_backend(settings: Settings) -> InferenceBackend:
 
         return EmbeddedBackend(
             settings.model_repository,
-            settings.backbone_model,
+            settings.backbone_model_name,
             settings.temporal_model,
             settings.inference_threads,
             settings.ort_memory_arena,
+            settings.runtime,
+            settings.precision,
         )
     from preprocess_service.inference.triton import TritonBackend
     from preprocess_service.inference.triton_protocols import PROTOCOLS
@@ -25,7 +27,7 @@ def make_backend(settings: Settings) -> InferenceBackend:
     return TritonBackend(
         protocol,
         url,
-        settings.backbone_model,
+        settings.backbone_model_name,
         settings.temporal_model,
         settings.triton_timeout_s,
         shm_regions=settings.max_in_flight if settings.triton_shm else 0,

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from model_contract import CHECKPOINT_SHA256, FAMILY, MAX_TIME, UNTRAINED_DEMO, PreprocessingProfile
+from model_contract import CHECKPOINT_SHA256, FAMILY, MAX_TIME, PRECISION, UNTRAINED_DEMO, PreprocessingProfile
 from preprocess_service.errors import BackendUnavailable
 
 
@@ -31,15 +31,19 @@ class ModelInfo:
     preprocessing: PreprocessingProfile
     architecture: dict[str, str] = field(default_factory=dict)  # sizes read from the checkpoint, heads, ...
     max_time: int | None = None  # longest sequence the temporal head takes (None: no limit)
+    precision: str = "fp32"  # the backbone's arithmetic
+    runtime: str = "unknown"  # the engine that runs it, as it reports itself
 
     @classmethod
-    def from_parameters(cls, parameters: dict[str, str], input_size: int, backend: str) -> ModelInfo:
+    def from_parameters(
+        cls, parameters: dict[str, str], input_size: int, backend: str, runtime: str = "unknown"
+    ) -> ModelInfo:
         preprocessing = PreprocessingProfile.from_parameters(parameters, input_size)
         if preprocessing.size != input_size:
             raise BackendUnavailable(
                 f"the model takes {input_size} px but its preprocessing profile says {preprocessing.size}: re-export it"
             )
-        recorded_elsewhere = {FAMILY, CHECKPOINT_SHA256, UNTRAINED_DEMO, MAX_TIME, "input_size"}
+        recorded_elsewhere = {FAMILY, CHECKPOINT_SHA256, UNTRAINED_DEMO, MAX_TIME, PRECISION, "input_size"}
         architecture = {
             key: value
             for key, value in parameters.items()
@@ -55,6 +59,8 @@ class ModelInfo:
             preprocessing=preprocessing,
             architecture=architecture,
             max_time=int(max_time) if max_time.isdigit() else None,
+            precision=parameters.get(PRECISION, "fp32"),
+            runtime=runtime,
         )
 
 

@@ -1,9 +1,10 @@
-"""ONNX Runtime in-process on the exported files: the laptop default, no Triton needed.
+"""The exported files run in-process (ONNX Runtime or OpenVINO): the laptop default, no Triton needed.
 
-The exact ONNX files Triton would serve, so the two paths cannot drift apart. Sessions are made
-once; ``run`` releases the GIL and is thread-safe, so calls go to a small thread pool of their own
-(bounded: more threads than cores only queue inside ONNX Runtime) and the event loop stays free.
-Tensor names come from the sessions, the largest batch from the repository's config.pbtxt.
+The exact ONNX files Triton would serve, so the two paths cannot drift apart. Models are compiled
+once; calls release the GIL, so they go to a small thread pool of their own (bounded: more threads
+than cores only queue inside the engine) and the event loop stays free. Tensor names come from the
+models, the largest batch from the repository's config.pbtxt. The backbone runs at the precision
+asked for (its own model folder); the temporal head is always the fp32 one.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from model_contract import DEFAULT_MAX_BATCH, TEMPORAL_OUTPUTS
+from model_contract import DEFAULT_MAX_BATCH, PRECISION, TEMPORAL_OUTPUTS
 from preprocess_service.errors import BackendUnavailable
 from preprocess_service.inference.base import ChunkedBackend, ModelInfo, ServedModels
+from preprocess_service.inference.runtimes import CompiledModel, RuntimeUnavailable, open_model, resolve_runtime
 
 
 def latest_version_file(repository: Path, model_name: str) -> Path:
@@ -44,42 +45,51 @@ class EmbeddedBackend(ChunkedBackend):
     name = "embedded"
 
     def __init__(
-        self, repository: Path, backbone_model: str, temporal_model: str, threads: int = 1, memory_arena: bool = True
+        self,
+        repository: Path,
+        backbone_model: str,
+        temporal_model: str,
+        threads: int = 1,
+        memory_arena: bool = True,
+        runtime: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         self._repository, self._names = repository, (backbone_model, temporal_model)
-        self._memory_arena = memory_arena
-        self._backbone: onnxruntime.InferenceSession | None = None
-        self._temporal: onnxruntime.InferenceSession | None = None
+        self._memory_arena, self._runtime, self._precision = memory_arena, runtime, precision
+        self._backbone: CompiledModel | None = None
+        self._temporal: CompiledModel | None = None
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
 
     def _load(self) -> ModelInfo:
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.enable_cpu_mem_arena = self._memory_arena
         backbone_name, temporal_name = self._names
-        backbone = onnxruntime.InferenceSession(
-            str(latest_version_file(self._repository, backbone_name)), options, providers=["CPUExecutionProvider"]
-        )
-        temporal = onnxruntime.InferenceSession(
-            str(latest_version_file(self._repository, temporal_name)), options, providers=["CPUExecutionProvider"]
-        )
-        temporal_outputs = [output.name for output in temporal.get_outputs()]
-        if TEMPORAL_OUTPUTS[0] not in temporal_outputs:
+        try:
+            runtime = resolve_runtime(self._runtime, self._precision)
+            backbone = open_model(
+                latest_version_file(self._repository, backbone_name), runtime, self._precision, self._memory_arena
+            )
+            temporal = open_model(latest_version_file(self._repository, temporal_name), runtime, "fp32")
+        except RuntimeUnavailable as error:
+            raise BackendUnavailable(str(error)) from error
+        recorded = backbone.metadata.get(PRECISION, "fp32")
+        if recorded != self._precision:
+            raise BackendUnavailable(
+                f"{backbone_name} holds a {recorded} model, not {self._precision}:"
+                " re-export it or change DEEPFAKE_PRECISION"
+            )
+        if TEMPORAL_OUTPUTS[0] not in temporal.output_names:
             raise BackendUnavailable(f"{temporal_name} has no '{TEMPORAL_OUTPUTS[0]}' output: re-export it")
         self.served = ServedModels(
             backbone=backbone_name,
             temporal=temporal_name,
-            backbone_input=backbone.get_inputs()[0].name,
-            backbone_output=backbone.get_outputs()[0].name,
-            temporal_input=temporal.get_inputs()[0].name,
+            backbone_input=backbone.input_names[0],
+            backbone_output=backbone.output_names[0],
+            temporal_input=temporal.input_names[0],
             temporal_output=TEMPORAL_OUTPUTS[0],
-            input_size=int(backbone.get_inputs()[0].shape[1]),
+            input_size=int(backbone.input_shape[1]),  # type: ignore[arg-type]
             max_batch=min(max_batch_of(self._repository / name) for name in self._names),
         )
         self._backbone, self._temporal = backbone, temporal
-        return ModelInfo.from_parameters(
-            backbone.get_modelmeta().custom_metadata_map, self.served.input_size, self.name
-        )
+        return ModelInfo.from_parameters(backbone.metadata, self.served.input_size, self.name, runtime=backbone.runtime)
 
     async def start(self) -> ModelInfo:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
@@ -87,11 +97,10 @@ class EmbeddedBackend(ChunkedBackend):
     async def ready(self) -> bool:
         return self._backbone is not None and self._temporal is not None
 
-    async def _run(self, session: onnxruntime.InferenceSession | None, output: str, name: str, data: np.ndarray):
-        if session is None:
+    async def _run(self, model: CompiledModel | None, output: str, name: str, data: np.ndarray):
+        if model is None:
             raise BackendUnavailable("the embedded models are not loaded")
-        outputs = await asyncio.get_running_loop().run_in_executor(self._pool, session.run, [output], {name: data})
-        return outputs[0]
+        return await asyncio.get_running_loop().run_in_executor(self._pool, model.run, output, {name: data})
 
     async def _run_backbone(self, faces: np.ndarray) -> np.ndarray:
         served = self.served
