@@ -100,16 +100,23 @@ def export_reduced_precisions(
     if not reduced:
         return []
     finals = {precision: model_file(repository, backbone_model_name(precision), ONNX, version) for precision in reduced}
-    rows = export_precisions(
-        model,
-        model_file(repository, BACKBONE_MODEL, ONNX, version),
-        model_file(repository, TEMPORAL_MODEL, ONNX, version),
-        reduced,
-        calibration,
-        finals,
-        bound,
-        progress,
-    )
+    try:
+        rows = export_precisions(
+            model,
+            model_file(repository, BACKBONE_MODEL, ONNX, version),
+            model_file(repository, TEMPORAL_MODEL, ONNX, version),
+            reduced,
+            calibration,
+            finals,
+            bound,
+            progress,
+        )
+    except BaseException:
+        for final in finals.values():  # a model folder without a model would fail a strict Triton's start
+            for folder in (final.parent, final.parent.parent):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+        raise
     for precision in reduced:
         write_configs(repository / backbone_model_name(precision), partial(_precision_config, model, precision))
     return rows

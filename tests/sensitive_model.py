@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.models.resnet import Bottleneck
 
 from export.architectures import normalise, pooled_features, trunk_of
 from export.calibration import face_crops
@@ -54,13 +55,22 @@ def sensitive_model(
     profile: PreprocessingProfile | None = None,
     seed: int = 0,
     centre_on: str = "frames",
+    residual_scale: float = 1.0,
 ) -> LoadedModel:
+    """``residual_scale`` < 1 shrinks every bottleneck's residual branch (its last BatchNorm's gain),
+    as training leaves them in real ResNets. At full scale a random 50-layer trunk is chaotic: it
+    amplifies rounding ~10x through depth (bf16 features 9 % off, against 0.9 % at 0.2), which no
+    reduced precision survives; the precision tests and benchmarks use 0.2 and say so."""
     profile = profile or default_profile(family)
     torch.manual_seed(seed)
     detector = build_detector(family, options).eval()
     per_video = real_crops(videos, profile)
     pool = np.concatenate(per_video)
     inputs = normalise(torch.from_numpy(pool), profile)
+    with torch.no_grad():
+        for module in trunk_of(detector).modules():
+            if isinstance(module, Bottleneck):
+                module.bn3.weight.mul_(residual_scale)
     _calibrate_batch_norm(trunk_of(detector), inputs[::2])
     with torch.no_grad():
         features = pooled_features(trunk_of(detector), inputs[None])[0]

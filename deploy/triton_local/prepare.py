@@ -4,8 +4,8 @@ From PyPI only (no other download): the ``nvidia-pytriton`` wheel carries a real
 2.51 with the python backend and per-Python stubs; ``tritonclient==2.51.0`` carries a
 ``perf_analyzer`` of the same release. Both are unpacked into a tools folder (never installed into
 the project's environment: pytriton pins numpy<2 and an old tritonclient). Triton's Python stub
-gets its own venv with numpy<2 (numpy 2 there corrupts output sizes) and onnxruntime, and the
-onnxruntime stand-in (``onnxruntime_backend/model.py``) is put where Triton looks for a backend.
+gets its own venv with numpy<2 (numpy 2 there corrupts output sizes), onnxruntime and openvino, and
+the stand-in (``standin/model.py``) is put where Triton looks for the onnxruntime and openvino backends.
 
     python -m deploy.triton_local.prepare [TOOLS_DIR]
 """
@@ -24,12 +24,13 @@ from pathlib import Path
 PYTRITON = "nvidia-pytriton==0.7.0"
 TRITONCLIENT = "tritonclient==2.51.0"
 STUB_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-TRITON_VENV_PACKAGES = ["numpy<2", "onnxruntime>=1.20"]
+TRITON_VENV_PACKAGES = ["numpy<2", "onnxruntime>=1.20", "openvino>=2026.4,<2027"]
+STANDIN_BACKENDS = ("onnxruntime", "openvino")  # names Triton looks for; one stand-in serves both
 DEFAULT_TOOLS_DIR = Path(
     os.environ.get("DEEPFAKE_TRITON_TOOLS", Path.home() / ".cache" / "deepfake-detector" / "triton-2.51")
 )
 HERE = Path(__file__).resolve().parent
-STAMP_VERSION = "3"  # bump when the layout below changes
+STAMP_VERSION = "4"  # bump when the layout below changes
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,9 @@ def _backends(tools: Tools) -> None:
     shutil.copytree(server_dir / "backends" / "python", python_backend)
     stub = server_dir / "python_backend_stubs" / STUB_PYTHON / "triton_python_backend_stub"
     shutil.copy2(stub, python_backend / "triton_python_backend_stub")
-    (tools.backends / "onnxruntime").mkdir(parents=True)
-    shutil.copy2(HERE / "onnxruntime_backend" / "model.py", tools.backends / "onnxruntime" / "model.py")
+    for name in STANDIN_BACKENDS:
+        (tools.backends / name).mkdir(parents=True)
+        shutil.copy2(HERE / "standin" / "model.py", tools.backends / name / "model.py")
 
 
 def prepare(root: Path = DEFAULT_TOOLS_DIR) -> Tools:

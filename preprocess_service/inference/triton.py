@@ -95,7 +95,7 @@ class TritonBackend(ChunkedBackend):
             size = self.served.input_size
             await self._shared_memory.open(self._call, self.served.max_batch * size * size * 3)
         parameters = {key: value["string_value"] for key, value in backbone.get("parameters", {}).items()}
-        runtime = backbone.get("backend") or backbone.get("platform") or "unknown"
+        runtime = backbone.get("platform") or backbone.get("backend") or "unknown"
         return ModelInfo.from_parameters(parameters, self.served.input_size, self.name, runtime=f"triton {runtime}")
 
     async def ready(self) -> bool:
