@@ -7,6 +7,12 @@ concurrency with threads, on the same videos and weights, in the same run. Print
 writes benchmarks/results/e2e.json.
 
     python benchmarks/e2e.py [--repeats 2] [--concurrency 1 2 4] [--backends embedded ...]
+
+Precisions side by side (embedded, runtime auto), on the sensitive test model (random weights,
+BatchNorm statistics from real crops, residual branches at 0.2; its P(FAKE) varies, so |ΔP| means
+something), exported here with every precision and the bound lifted so each is measured:
+
+    python benchmarks/e2e.py --precisions fp32 bf16 int8 [--concurrency 1 2]
 """
 
 from __future__ import annotations
@@ -129,6 +135,47 @@ def drive_baseline(pipeline, videos: list[Path], concurrency: int) -> tuple[floa
     return time.perf_counter() - started, latencies, {}
 
 
+def export_sensitive(precisions: list[str], folder: Path):
+    """The sensitive test model at every precision asked for; the bound is lifted (--max-delta 1)
+    so that each precision is measured, and its |ΔP| is reported instead of enforced."""
+    from export.__main__ import main as export_main
+    from tests.sensitive_model import save_checkpoint, sensitive_model
+
+    videos = sorted(p for p in SEED_VIDEOS.iterdir() if p.suffix.lower() in {".mp4", ".mov"})
+    model = sensitive_model(videos, residual_scale=0.2)
+    checkpoint = save_checkpoint(model, folder / "sensitive.pth")
+    code = export_main(
+        ["--checkpoint", str(checkpoint), "--repository", str(folder / "repository"), "--precision", *precisions]
+        + ["--calibration-videos", str(SEED_VIDEOS), "--max-delta", "1"]
+    )
+    if code != 0:
+        raise SystemExit(f"export failed ({code})")
+    return model, folder / "repository"
+
+
+def served_scores(url: str, videos: list[Path]) -> dict[str, tuple[float, list[float | None]]]:
+    """Per video: the verdict's P(FAKE) and every sampled frame's (None where no face)."""
+    scores = {}
+    for video in sorted(set(videos)):
+        files = {"file": (video.name, video.read_bytes())}
+        verdict = httpx.post(url + "/predict/", files=files, timeout=300).json()["p_fake"]
+        frames = httpx.post(url + "/predict_csv/", files=files, timeout=300).json()["frames_csv"]
+        scores[video.name] = (verdict, [row["p_fake"] for row in frames])
+    return scores
+
+
+def max_deltas(scores: dict, reference: dict) -> tuple[float, float]:
+    """max |ΔP(FAKE)| per frame and per video against the reference precision's answers."""
+    frames = [
+        abs(a - b)
+        for name in reference
+        for a, b in zip(scores[name][1], reference[name][1], strict=True)
+        if a is not None and b is not None
+    ]
+    videos = [abs(scores[name][0] - reference[name][0]) for name in reference]
+    return max(frames), max(videos)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2, help="passes over the seed videos per concurrency")
@@ -141,6 +188,12 @@ def main() -> None:
     )
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["fp32", "bf16", "int8"],
+        help="embedded backend at each precision, on the sensitive test model exported here (see above)",
+    )
     args = parser.parse_args()
 
     from export.checkpoint import demo_model  # torch only here, for the baseline; the service never imports it
@@ -148,6 +201,14 @@ def main() -> None:
     videos = sorted(p for p in SEED_VIDEOS.iterdir() if p.suffix.lower() in {".mp4", ".mov"}) * args.repeats
     rows = []
     triton = None
+    model = None
+    scores: dict[str, dict] = {}
+    if args.precisions:
+        import tempfile
+
+        workspace = Path(tempfile.mkdtemp(prefix="e2e-precisions-"))
+        model, args.repository = export_sensitive(args.precisions, workspace)
+        args.backends = [f"embedded-{precision}" for precision in args.precisions]
     if any(b.startswith("triton") for b in args.backends):
         from deploy.triton_local.server import start_triton  # tools prepared on first use
 
@@ -161,9 +222,14 @@ def main() -> None:
                     "DEEPFAKE_TRITON_GRPC_URL": triton.grpc_url,
                     "DEEPFAKE_TRITON_SHM": "1" if backend.endswith("shm") else "0",
                 }
-            service = ServiceProcess(backend.removesuffix("-shm"), args.repository, env)
+            precision = backend.removeprefix("embedded-") if backend.startswith("embedded-") else None
+            if precision:
+                env = {"DEEPFAKE_PRECISION": precision, "DEEPFAKE_RUNTIME": "auto"}
+            service = ServiceProcess("embedded" if precision else backend.removesuffix("-shm"), args.repository, env)
             try:
                 asyncio.run(drive_service(service.url, videos[:2], 1))  # warm-up
+                if precision:
+                    scores[precision] = served_scores(service.url, videos)
                 for concurrency in args.concurrency:
                     rows.append(
                         summarise(
@@ -178,7 +244,7 @@ def main() -> None:
         if not args.no_baseline:
             from benchmarks.baseline_original import OriginalPipeline
 
-            baseline = OriginalPipeline(demo_model())
+            baseline = OriginalPipeline(model or demo_model())
             baseline.analyse(videos[0])  # warm-up
             for concurrency in args.concurrency:
                 rows.append(
@@ -191,14 +257,21 @@ def main() -> None:
             triton.stop()
 
     base = {r["concurrency"]: r["videos_per_s"] for r in rows if r["pipeline"].startswith("original")}
+    fp32_p50 = {r["concurrency"]: r["p50_s"] for r in rows if r["pipeline"] == "service (embedded-fp32)"}
     for row in rows:
         row["speedup_vs_baseline"] = (
             row["videos_per_s"] / base[row["concurrency"]] if row["concurrency"] in base else None
         )
+        precision = row["pipeline"].removeprefix("service (embedded-").rstrip(")")
+        if precision in scores:
+            row["precision"] = precision
+            row["p50_vs_fp32"] = row["p50_s"] / fp32_p50[row["concurrency"]] if fp32_p50 else None
+            if "fp32" in scores:
+                row["max_dp_frame"], row["max_dp_video"] = max_deltas(scores[precision], scores["fp32"])
     print()
     print(
         f"{'pipeline':<28} {'conc':>4} {'videos/s':>9} {'p50 s':>7} {'p95 s':>7} {'decode':>7} {'faces':>7}"
-        f" {'infer':>7} {'x baseline':>10}"
+        f" {'infer':>7} {'x baseline':>10} {'p50/fp32':>8} {'|ΔP| frame':>10} {'|ΔP| video':>10}"
     )
     for row in rows:
         print(_format(row))
@@ -210,6 +283,7 @@ def main() -> None:
                 "videos_per_pass": len(videos) // args.repeats,
                 "repeats": args.repeats,
                 "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+                "model": "sensitive test model (residual_scale 0.2)" if args.precisions else "repository",
                 "rows": rows,
             },
             indent=2,
@@ -223,9 +297,16 @@ def _format(row: dict) -> str:
     stage = row["stage_median_s"]
     cells = " ".join(f"{stage[s]:>7.3f}" if s in stage else f"{'-':>7}" for s in STAGES)
     speedup = row.get("speedup_vs_baseline")
+    extra = ""
+    if "precision" in row:
+        ratio, frame, video = row.get("p50_vs_fp32"), row.get("max_dp_frame"), row.get("max_dp_video")
+        extra = (
+            f" {f'{ratio:.2f}x' if ratio else '-':>8} {f'{frame:.4f}' if frame is not None else '-':>10}"
+            f" {f'{video:.4f}' if video is not None else '-':>10}"
+        )
     return (
         f"{row['pipeline']:<28} {row['concurrency']:>4} {row['videos_per_s']:>9.2f} {row['p50_s']:>7.2f}"
-        f" {row['p95_s']:>7.2f} {cells} {f'{speedup:.2f}x' if speedup else '-':>10}"
+        f" {row['p95_s']:>7.2f} {cells} {f'{speedup:.2f}x' if speedup else '-':>10}{extra}"
     )
 
 
