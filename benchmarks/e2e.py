@@ -275,8 +275,9 @@ def main() -> None:
     )
     for row in rows:
         print(_format(row))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    results = RESULTS.with_name("e2e_precisions.json") if args.precisions else RESULTS
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(
         json.dumps(
             {
                 "benchmark": "e2e",
@@ -290,7 +291,7 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {results}")
 
 
 def _format(row: dict) -> str:

@@ -37,6 +37,21 @@ def test_many_frames_decode_forward_once(tmp_path):
         assert abs(int(video.frames[index].rgb.mean()) - (7 * index) % 256) <= 3
 
 
+def test_unsampled_non_reference_frames_are_skipped_and_sampled_frames_are_bit_identical(seed_videos):
+    """4 of the 5 seed videos have B-frames no other frame references: those not sampled are never
+    decoded, and the 30 sampled frames are exactly those of a full decode."""
+    skipped_somewhere = False
+    for path in seed_videos:
+        lean, full = read_video(path, 30), read_video(path, 30, skip_unsampled_nonref=False)
+        assert lean.sample_indices == full.sample_indices and set(lean.frames) == set(full.frames)
+        for position, frame in full.frames.items():
+            assert frame.frame_time_sec == lean.frames[position].frame_time_sec
+            assert np.array_equal(frame.rgb, lean.frames[position].rgb), (path.name, position)
+        assert lean.decoded_frames <= full.decoded_frames
+        skipped_somewhere |= lean.decoded_frames < full.decoded_frames * 0.8
+    assert skipped_somewhere
+
+
 def test_variable_frame_rate_times_come_from_the_timestamps(tmp_path):
     pts = [0, 40, 80, 200, 240, 600, 640, 680, 1000, 1040]
     path = media.write_video(
