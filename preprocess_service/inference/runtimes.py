@@ -17,8 +17,10 @@ import numpy as np
 import onnxruntime
 
 RUNTIMES = ("onnxruntime", "openvino")
-# Which engine serves each precision when the setting is "auto": measured side by side in
-# benchmarks/model_cpu.py (README, "Precision and runtime"). bf16 exists only on OpenVINO.
+# Which engine runs the backbone at each precision when the setting is "auto", measured side by
+# side in benchmarks/model_cpu.py (README, "Benchmarks"): fp32 ties (ONNX Runtime kept: faster for
+# the temporal head, which always runs on it under auto), int8 is 1.3-1.6x faster on OpenVINO than
+# on ONNX Runtime, bf16 exists only on OpenVINO.
 AUTO_RUNTIME = {"fp32": "onnxruntime", "bf16": "openvino", "int8": "openvino"}
 OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: QDQ layers int8, the rest f32
 
