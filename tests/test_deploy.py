@@ -36,7 +36,7 @@ def render(overlay: str) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
-@pytest.fixture(scope="module", params=["cpu", "gpu"])
+@pytest.fixture(scope="module", params=["cpu", "gpu", "gpu-tensorrt"])
 def overlay(request) -> tuple[str, list[dict]]:
     return request.param, render(request.param)
 
@@ -78,9 +78,10 @@ def test_gpu_and_cpu_overlays_differ_where_they_must(overlay):
     name, objects = overlay
     triton = container(objects, "triton")
     resources = triton["resources"]
-    if name == "gpu":
+    if name.startswith("gpu"):
         assert resources["limits"]["nvidia.com/gpu"] == 1 and resources["requests"]["nvidia.com/gpu"] == 1
-        assert not any(arg.startswith("--model-config-name") for arg in triton["args"])
+        config_names = [arg for arg in triton["args"] if arg.startswith("--model-config-name")]
+        assert config_names == ([] if name == "gpu" else ["--model-config-name=gpu-tensorrt"])
     else:
         assert "nvidia.com/gpu" not in str(resources)
         assert "--model-config-name=cpu" in triton["args"]  # KIND_GPU instance groups fail on CPU hosts
