@@ -6,8 +6,8 @@ STAMP  := $(VENV)/.installed
 REPO   := model_repository
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup model serve test lint triton bench-model bench-e2e bench-triton bench-fidelity bench-load kubectl clean
-LINTED := export preprocess_service model_contract tests benchmarks deploy
+.PHONY: setup model serve test lint triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-load kubectl chromium clean
+LINTED := export preprocess_service model_contract evaluation tests benchmarks deploy
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[export,serve,openvino,dev]"
+	$(BIN)/pip install --quiet -e ".[export,serve,openvino,eval,dev]"
 	$(BIN)/python -m preprocess_service.face_model
 	touch $(STAMP)
 
@@ -26,7 +26,7 @@ model: setup
 serve: model
 	$(BIN)/deepfake-serve --host 127.0.0.1 --port 8080 --model-repository $(REPO)
 
-test: lint kubectl
+test: lint kubectl chromium
 	$(BIN)/python -m pytest
 
 # Lint, format check and types: a finding fails `make test`, and so CI.
@@ -34,6 +34,10 @@ lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
+
+# The evaluation report is opened in headless Chromium (Debian's; Playwright drives it, never downloads one).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 # The deployment tests render the kustomize overlays with kubectl (Debian: kubernetes-client).
 kubectl:
@@ -48,6 +52,13 @@ bench-model: setup
 
 bench-e2e: model
 	$(BIN)/python benchmarks/e2e.py --backends embedded triton-http triton-grpc triton-grpc-shm
+
+bench-precisions: setup
+	$(BIN)/python benchmarks/e2e.py --precisions fp32 bf16 int8 --concurrency 1 2
+
+# On a host with an NVIDIA GPU (refuses elsewhere); see README "GPU".
+bench-gpu:
+	bash benchmarks/gpu_bench.sh
 
 bench-triton: model
 	bash benchmarks/triton_perf.sh $(REPO)

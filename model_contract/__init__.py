@@ -28,6 +28,11 @@ PRECISION = "precision"  # the backbone's arithmetic: one of PRECISIONS
 PRECISIONS = ("fp32", "bf16", "int8")
 
 
+def threshold_key(rule: str) -> str:
+    """Parameter holding the P(FAKE) threshold an evaluation chose for a verdict rule (default 0.5)."""
+    return f"verdict_threshold_{rule}"
+
+
 def backbone_model_name(precision: str = "fp32") -> str:
     """``deepfake_backbone`` for fp32, ``deepfake_backbone_<precision>`` otherwise."""
     if precision not in PRECISIONS:
@@ -55,5 +60,6 @@ __all__ = [
     "TEMPORAL_OUTPUTS",
     "UNTRAINED_DEMO",
     "backbone_model_name",
+    "threshold_key",
     "default_profile",
 ]

@@ -119,8 +119,8 @@ class Analyzer:
         p_fake_of = {position: float(frame_probabilities[row, 0]) for position, row in row_of.items()}
         frames = [FrameScore(i, video.frames[i].frame_time_sec, p_fake_of.get(i)) for i in video.sample_indices]
         verdicts: dict[Rule, Verdict] = {
-            "sequence": sequence_verdict(float(video_probabilities[0, 0]), frames),
-            "original": original_verdict(frames),
+            "sequence": sequence_verdict(float(video_probabilities[0, 0]), frames, model.thresholds["sequence"]),
+            "original": original_verdict(frames, model.thresholds["original"]),
         }
         timings = {
             "decode": found - started - face_seconds,  # decoding, with the faces found meanwhile

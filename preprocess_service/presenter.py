@@ -84,7 +84,11 @@ def predict_response(
         verdict_rule=analysis.rule,
         verdicts={
             rule: VerdictModel(
-                result=v.label, confidence=v.confidence, p_fake=round(v.p_fake, 6), frame_indices=v.frame_indices
+                result=v.label,
+                confidence=v.confidence,
+                p_fake=round(v.p_fake, 6),
+                frame_indices=v.frame_indices,
+                threshold=v.threshold,
             )
             for rule, v in analysis.verdicts.items()
         },

@@ -67,6 +67,9 @@ class VerdictModel(BaseModel):
     confidence: float = Field(description="winning class probability x 100 (original: mean over its frames)")
     p_fake: float
     frame_indices: list[int] = Field(description="the frames this rule looked at")
+    threshold: float = Field(
+        description="P(FAKE) at or above which result is FAKE: 0.5, or the one an evaluation recorded with the model"
+    )
 
 
 class PredictResponse(BaseModel):

@@ -20,14 +20,20 @@ RULES: tuple[Rule, ...] = ("sequence", "original")
 ORIGINAL_FRAMES = 4  # the original showed, and voted with, 4 frames
 
 
-def label_of(p_fake: float) -> str:
-    """argmax of [p_fake, p_real], index 0 winning a tie, as the original."""
-    return LABELS[0] if p_fake >= 0.5 else LABELS[1]
+DEFAULT_THRESHOLD = 0.5
 
 
-def confidence_of(p_fake: float) -> float:
-    """The seed's convention: the winning class's probability x 100."""
-    return round(100 * max(p_fake, 1 - p_fake), 2)
+def label_of(p_fake: float, threshold: float = DEFAULT_THRESHOLD) -> str:
+    """At 0.5: argmax of [p_fake, p_real], index 0 winning a tie, as the original. Another threshold
+    comes from an evaluation (``deepfake-eval --write-threshold``), recorded with the model."""
+    return LABELS[0] if p_fake >= threshold else LABELS[1]
+
+
+def confidence_of(p_fake: float, label: str | None = None) -> float:
+    """The seed's convention: the winning class's probability x 100 (with a threshold other than
+    0.5, the probability of the label given, which may then be below 50)."""
+    label = label or label_of(p_fake)
+    return round(100 * (p_fake if label == LABELS[0] else 1 - p_fake), 2)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Verdict:
     confidence: float
     p_fake: float
     frame_indices: list[int]  # the frames the rule looked at
+    threshold: float = DEFAULT_THRESHOLD  # P(FAKE) at or above which the label is FAKE
 
 
 def spread_positions(count_of_samples: int, count: int = ORIGINAL_FRAMES) -> list[int]:
@@ -61,19 +68,27 @@ def spread_positions(count_of_samples: int, count: int = ORIGINAL_FRAMES) -> lis
     return sorted({min(int(count_of_samples * i / (count - 1)), count_of_samples - 1) for i in range(count)})
 
 
-def sequence_verdict(p_fake: float, frames: list[FrameScore]) -> Verdict:
+def sequence_verdict(p_fake: float, frames: list[FrameScore], threshold: float = DEFAULT_THRESHOLD) -> Verdict:
     scored = sorted({frame.frame_index for frame in frames if frame.p_fake is not None})
-    return Verdict("sequence", label_of(p_fake), confidence_of(p_fake), p_fake, scored)
+    label = label_of(p_fake, threshold)
+    return Verdict("sequence", label, confidence_of(p_fake, label), p_fake, scored, threshold)
 
 
-def original_verdict(frames: list[FrameScore]) -> Verdict:
+def original_verdict(frames: list[FrameScore], threshold: float = DEFAULT_THRESHOLD) -> Verdict:
     """The original's 4 positions; those without a face are left out (the original scored a centre
-    crop there instead). If none of the 4 has a face, 4 evenly spaced frames that have one vote."""
+    crop there instead). If none of the 4 has a face, 4 evenly spaced frames that have one vote.
+    With a threshold recorded by an evaluation (not 0.5), the mean P(FAKE) of those frames, the score
+    the threshold was chosen on, is compared with it instead of the vote."""
     chosen = [frames[i] for i in spread_positions(len(frames)) if frames[i].p_fake is not None]
     if not chosen:
         with_face = [frame for frame in frames if frame.p_fake is not None]
         chosen = [with_face[i] for i in spread_positions(len(with_face))]
     scores = [frame.p_fake for frame in chosen if frame.p_fake is not None]
+    mean = sum(scores) / len(scores)
+    indices = [frame.frame_index for frame in chosen]
+    if threshold != DEFAULT_THRESHOLD:
+        label = label_of(mean, threshold)
+        return Verdict("original", label, confidence_of(mean, label), mean, indices, threshold)
     label = Counter(label_of(p) for p in scores).most_common(1)[0][0]  # ties: the first seen
     confidence = round(sum(100 * max(p, 1 - p) for p in scores) / len(scores), 2)
-    return Verdict("original", label, confidence, sum(scores) / len(scores), [frame.frame_index for frame in chosen])
+    return Verdict("original", label, confidence, mean, indices)

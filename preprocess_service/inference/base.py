@@ -15,7 +15,15 @@ from typing import Protocol
 
 import numpy as np
 
-from model_contract import CHECKPOINT_SHA256, FAMILY, MAX_TIME, PRECISION, UNTRAINED_DEMO, PreprocessingProfile
+from model_contract import (
+    CHECKPOINT_SHA256,
+    FAMILY,
+    MAX_TIME,
+    PRECISION,
+    UNTRAINED_DEMO,
+    PreprocessingProfile,
+    threshold_key,
+)
 from preprocess_service.errors import BackendUnavailable
 
 
@@ -33,6 +41,7 @@ class ModelInfo:
     max_time: int | None = None  # longest sequence the temporal head takes (None: no limit)
     precision: str = "fp32"  # the backbone's arithmetic
     runtime: str = "unknown"  # the engine that runs it, as it reports itself
+    thresholds: dict[str, float] = field(default_factory=lambda: {"sequence": 0.5, "original": 0.5})
 
     @classmethod
     def from_parameters(
@@ -47,7 +56,7 @@ class ModelInfo:
         architecture = {
             key: value
             for key, value in parameters.items()
-            if key not in recorded_elsewhere and not key.startswith("preprocessing")
+            if key not in recorded_elsewhere and not key.startswith(("preprocessing", "verdict_threshold_"))
         }
         max_time = parameters.get(MAX_TIME, "none")
         return cls(
@@ -61,6 +70,7 @@ class ModelInfo:
             max_time=int(max_time) if max_time.isdigit() else None,
             precision=parameters.get(PRECISION, "fp32"),
             runtime=runtime,
+            thresholds={rule: float(parameters.get(threshold_key(rule), "0.5")) for rule in ("sequence", "original")},
         )
 
 

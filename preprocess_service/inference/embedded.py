@@ -33,12 +33,22 @@ def latest_version_file(repository: Path, model_name: str) -> Path:
     raise BackendUnavailable(f"no exported {model_name} in the model repository: run `make model`")
 
 
+def _config(model_dir: Path) -> model_config_pb2.ModelConfig | None:
+    config = model_dir / "config.pbtxt"
+    return text_format.Parse(config.read_text(), model_config_pb2.ModelConfig()) if config.is_file() else None
+
+
 def max_batch_of(model_dir: Path) -> int:
     """``max_batch_size`` of the model's config.pbtxt, what Triton would enforce; the default without one."""
-    config = model_dir / "config.pbtxt"
-    if not config.is_file():
-        return DEFAULT_MAX_BATCH
-    return text_format.Parse(config.read_text(), model_config_pb2.ModelConfig()).max_batch_size or DEFAULT_MAX_BATCH
+    config = _config(model_dir)
+    return (config.max_batch_size if config else 0) or DEFAULT_MAX_BATCH
+
+
+def config_parameters(model_dir: Path) -> dict[str, str]:
+    """config.pbtxt ``parameters``, as Triton would serve them: they win over the ONNX metadata, so a
+    threshold an evaluation recorded there applies to the embedded backend too."""
+    config = _config(model_dir)
+    return {key: value.string_value for key, value in config.parameters.items()} if config else {}
 
 
 class EmbeddedBackend(ChunkedBackend):

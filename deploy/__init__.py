@@ -1,0 +1,1 @@
+"""Deployment: ports, a local Triton for tests and benchmarks, and (beside it) images and manifests."""

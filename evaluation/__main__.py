@@ -1,0 +1,149 @@
+"""``deepfake-eval DIR`` — a checkpoint evaluated the way it is served; ``deepfake-eval compare A B``.
+
+DIR holds REAL*/ and FAKE*/ folders (or is a CSV of path,label). Without ``--url`` the service is
+started here, in-process, on the model repository given (the same app as ``deepfake-serve``, with
+the same DEEPFAKE_* settings); with ``--url`` a running service is evaluated (embedded or Triton).
+Writes OUT/results.csv (one row per video, resumable), OUT/summary.json and OUT/report.html.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from evaluation.compare import compare, format_comparison
+from evaluation.dataset import DatasetError, labelled_videos
+from evaluation.report import render
+from evaluation.runner import RULES, analyse_all
+from evaluation.summary import summarise
+from evaluation.threshold import write_thresholds
+from model_contract import backbone_model_name
+
+EXIT_USAGE = 2
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="deepfake-eval", description=__doc__)
+    parser.add_argument("dataset", type=Path, help="folder with REAL*/ and FAKE*/ folders, or a CSV of path,label")
+    parser.add_argument("--out", type=Path, default=Path("evaluation_out"), help="output folder (resumed if present)")
+    parser.add_argument("--url", help="a running service (http://host:port); default: start one here")
+    parser.add_argument("--api-key", help="X-API-Key for a service that needs one")
+    parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="backbone precision (in-process)")
+    parser.add_argument("--concurrency", type=int, default=2, help="videos in flight at once")
+    parser.add_argument(
+        "--threshold-mode",
+        choices=("balanced_accuracy", "fpr"),
+        default="balanced_accuracy",
+        help="how the threshold reported beside 0.5 is chosen on this set",
+    )
+    parser.add_argument("--target-fpr", type=float, default=0.05, help="for --threshold-mode fpr")
+    parser.add_argument(
+        "--write-threshold",
+        action="store_true",
+        help="record the chosen thresholds in the model repository's config (the service then uses them)",
+    )
+    return parser.parse_args(argv)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False
+    )
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    try:
+        videos = labelled_videos(args.dataset)
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    with ExitStack() as stack:
+        url = args.url
+        if url is None:
+            from evaluation.local_service import local_service
+            from preprocess_service.settings import Settings
+
+            overrides: dict = {"model_repository": args.model_repository, "max_in_flight": max(8, args.concurrency)}
+            if args.precision:
+                overrides["precision"] = args.precision
+            url = stack.enter_context(local_service(Settings(**overrides)))
+        url = url.rstrip("/")
+        headers = {"X-API-Key": args.api_key} if args.api_key else {}
+        ready = httpx.get(url + "/readyz", headers=headers, timeout=120)
+        if ready.status_code != 200:
+            print(f"error: the service is not ready ({ready.status_code}): {ready.text[:300]}", file=sys.stderr)
+            return 1
+        model = ready.json()["model"]
+        with _progress() as progress:
+            task = progress.add_task("analysing", total=len(videos))
+            progress.update(task, completed=0)
+            rows = asyncio.run(
+                analyse_all(
+                    url,
+                    videos,
+                    args.out / "results.csv",
+                    args.concurrency,
+                    args.api_key,
+                    on_row=lambda row: progress.advance(task),
+                )
+            )
+            progress.update(task, completed=len(videos))
+    summary = summarise(rows, model, args.threshold_mode, args.target_fpr)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (args.out / "report.html").write_text(render(summary))
+    print(_headline(summary))
+    print(f"wrote {args.out / 'results.csv'}, {args.out / 'summary.json'}, {args.out / 'report.html'}")
+    if args.write_threshold:
+        chosen = {rule: summary["rules"][rule]["threshold"] for rule in RULES}
+        if not all(chosen.values()):
+            print("error: no threshold to write (the set needs both FAKE and REAL videos)", file=sys.stderr)
+            return 1
+        model_dir = args.model_repository / backbone_model_name(model.get("precision", "fp32"))
+        written = write_thresholds(model_dir, {rule: entry["value"] for rule, entry in chosen.items()})
+        print(f"thresholds recorded in {', '.join(map(str, written))}; restart the service (or Triton) to apply")
+    return 0
+
+
+def _headline(summary: dict) -> str:
+    lines = []
+    if summary["untrained_demo"]:
+        lines.append("UNTRAINED DEMO MODEL: these numbers say nothing about deepfakes")
+    lines.append(f"{summary['analysed']} of {summary['videos']} videos analysed; errors: {summary['errors'] or 'none'}")
+    for rule in RULES:
+        entry = summary["rules"][rule]
+        served = entry["served"]
+        auc = f"{entry['auc']:.3f}" if entry["auc"] is not None else "n/a"
+        threshold = f", chosen threshold {entry['threshold']['value']:.4f}" if entry["threshold"] else ""
+        lines.append(
+            f"{rule:<9} accuracy {served['accuracy']:.3f}  balanced {served['balanced_accuracy']:.3f}  AUC {auc}"
+            f"{threshold}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        parser = argparse.ArgumentParser(prog="deepfake-eval compare", description="B against A, metric by metric")
+        parser.add_argument("a", type=Path)
+        parser.add_argument("b", type=Path)
+        parser.add_argument("--out", type=Path, help="also write the comparison as JSON here")
+        args = parser.parse_args(argv[1:])
+        result = compare(args.a, args.b)
+        print(format_comparison(result))
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
+    return evaluate(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

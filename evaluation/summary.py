@@ -1,0 +1,69 @@
+"""summary.json: every metric per verdict rule, at the service's own answer, at 0.5 and at a
+threshold chosen on the set, plus timings and the failures."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+
+import numpy as np
+
+from evaluation.metrics import auc, calibration, choose_threshold, classification, roc
+from evaluation.runner import RULES, ResultRow
+
+
+def summarise(
+    rows: list[ResultRow], model: dict, threshold_mode: str = "balanced_accuracy", target_fpr: float = 0.05
+) -> dict:
+    analysed = [row for row in rows if row.ok]
+    is_fake = np.array([row.label == "FAKE" for row in analysed], dtype=bool)
+    both_classes = 0 < is_fake.sum() < len(is_fake)
+    rules = {}
+    for rule in RULES:
+        p_fake = np.array([row.p_fake(rule) for row in analysed], dtype=float)
+        served = np.array([row.result(rule) == "FAKE" for row in analysed], dtype=bool)
+        entry: dict = {
+            "served": classification(is_fake, served),
+            "at_0_5": classification(is_fake, p_fake >= 0.5),
+            "p_fake": {
+                "FAKE": p_fake[is_fake].tolist(),
+                "REAL": p_fake[~is_fake].tolist(),
+            },
+        }
+        if len(analysed) and both_classes:
+            curve = roc(is_fake, p_fake)
+            threshold = choose_threshold(is_fake, p_fake, threshold_mode, target_fpr)
+            entry |= {
+                "auc": auc(curve),
+                "roc": asdict(curve),
+                "calibration": calibration(is_fake, p_fake),
+                "threshold": {
+                    "mode": threshold_mode,
+                    "target_fpr": target_fpr if threshold_mode == "fpr" else None,
+                    "value": threshold,
+                    "metrics": classification(is_fake, p_fake >= threshold),
+                },
+            }
+        else:
+            entry |= {"auc": None, "roc": None, "calibration": None, "threshold": None}
+        rules[rule] = entry
+    totals = [row.total_s for row in analysed if row.total_s is not None]
+    return {
+        "model": model,
+        "untrained_demo": bool(model.get("untrained_demo")),
+        "videos": len(rows),
+        "analysed": len(analysed),
+        "by_label": dict(Counter(row.label for row in rows)),
+        "errors": dict(Counter(row.error for row in rows if not row.ok)),
+        "failed": [{"video": row.video, "label": row.label, "error": row.error} for row in rows if not row.ok],
+        "both_classes": bool(both_classes),
+        "rules": rules,
+        "timing": {
+            "median_total_s": float(np.median(totals)) if totals else None,
+            "points": [
+                {"video": row.video, "duration_s": row.duration_s, "total_s": row.total_s}
+                for row in analysed
+                if row.duration_s is not None
+            ],
+        },
+    }

@@ -1,0 +1,213 @@
+"""deepfake-eval on real videos with a model whose outputs vary: rows, every metric against
+scikit-learn, resume, --url, the report in headless Chromium, the threshold round trip, compare.
+
+Dataset: FAKE = the 4 seed .mp4 files and a truncated copy of one (an error row); REAL = the seed
+.MOV and two clips made from scikit-image's astronaut photo (real face, real H.264). The model is
+tests/sensitive_model.py centred on whole sequences, so the sequence verdict's P(FAKE) spreads.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from sklearn import calibration as sk_calibration
+from sklearn import metrics as sk
+
+from evaluation.__main__ import main
+from evaluation.runner import RULES, read_rows
+from export.repository import export_repository
+from preprocess_service.settings import Settings
+from tests import media
+from tests.sensitive_model import sensitive_model
+from tests.server import post_file, running_service
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (make test installs it); Playwright's own download cannot work here
+
+
+@pytest.fixture(scope="module")
+def dataset(seed_videos, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dataset")
+    (root / "FAKE").mkdir()
+    (root / "REAL").mkdir()
+    for video in seed_videos:
+        shutil.copy(video, root / ("REAL" if video.suffix.lower() == ".mov" else "FAKE") / video.name)
+    broken = seed_videos[1].read_bytes()[:40_000]  # truncated before any frame: refused, never a crash
+    (root / "FAKE" / "truncated.mp4").write_bytes(broken)
+    media.moving_face_video(root / "REAL" / "astronaut_square.mp4", count=40)
+    media.phone_sized_video(root / "REAL" / "astronaut_portrait.mp4", 360, portrait=True, count=30)
+    return root
+
+
+@pytest.fixture(scope="module")
+def repository(seed_videos, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("repository")
+    export_repository(sensitive_model(seed_videos, centre_on="sequences"), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def evaluated(dataset, repository, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "out"
+    assert main([str(dataset), "--out", str(out), "--model-repository", str(repository)]) == 0
+    return out
+
+
+def test_every_video_is_a_row_and_a_broken_one_is_an_error_row(evaluated, dataset):
+    rows = {row.video: row for row in read_rows(evaluated / "results.csv")}
+    assert len(rows) == 8
+    assert rows["FAKE/truncated.mp4"].error and rows["FAKE/truncated.mp4"].p_fake_sequence is None
+    for key, row in rows.items():
+        assert row.label == key.split("/")[0]
+        if key != "FAKE/truncated.mp4":
+            assert row.ok and row.frames == 30 and row.faces_found and row.faces_found > 0
+            assert row.duration_s and row.total_s and row.decode_s is not None and row.inference_s
+    scores = [row.p_fake_sequence for row in rows.values() if row.ok]
+    assert max(scores) - min(scores) > 0.2, f"the model must vary for the metrics to mean anything: {scores}"
+    summary = json.loads((evaluated / "summary.json").read_text())
+    assert summary["analysed"] == 7 and summary["failed"][0]["video"] == "FAKE/truncated.mp4"
+    assert summary["untrained_demo"] is False
+
+
+def test_every_metric_matches_scikit_learn_on_the_same_rows(evaluated):
+    rows = [row for row in read_rows(evaluated / "results.csv") if row.ok]
+    summary = json.loads((evaluated / "summary.json").read_text())
+    truth = [row.label for row in rows]
+    is_fake = np.array([label == "FAKE" for label in truth])
+    for rule in RULES:
+        entry = summary["rules"][rule]
+        served = [row.result(rule) for row in rows]
+        p_fake = np.array([row.p_fake(rule) for row in rows])
+        mine = entry["served"]
+        assert mine["accuracy"] == pytest.approx(sk.accuracy_score(truth, served))
+        assert mine["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(truth, served))
+        precision, recall, f1, support = sk.precision_recall_fscore_support(
+            truth, served, labels=["FAKE", "REAL"], zero_division=0
+        )
+        for index, label in enumerate(["FAKE", "REAL"]):
+            assert mine["per_class"][label]["precision"] == pytest.approx(precision[index])
+            assert mine["per_class"][label]["recall"] == pytest.approx(recall[index])
+            assert mine["per_class"][label]["f1"] == pytest.approx(f1[index])
+            assert mine["per_class"][label]["support"] == support[index]
+        assert mine["confusion_matrix"] == sk.confusion_matrix(truth, served, labels=["FAKE", "REAL"]).tolist()
+        at_half = ["FAKE" if p >= 0.5 else "REAL" for p in p_fake]
+        assert entry["at_0_5"]["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(truth, at_half))
+        assert entry["auc"] == pytest.approx(sk.roc_auc_score(is_fake, p_fake))
+        fpr, tpr, _ = sk.roc_curve(is_fake, p_fake, drop_intermediate=False)
+        assert entry["roc"]["fpr"] == pytest.approx(fpr.tolist()) and entry["roc"]["tpr"] == pytest.approx(tpr.tolist())
+        fraction, mean_predicted = sk_calibration.calibration_curve(is_fake, p_fake, n_bins=10, strategy="uniform")
+        assert entry["calibration"]["fraction_fake"] == pytest.approx(fraction.tolist())
+        assert entry["calibration"]["mean_predicted"] == pytest.approx(mean_predicted.tolist())
+        counts = np.histogram(p_fake, bins=np.linspace(0, 1, 11))[0]
+        counts = counts[counts > 0]
+        ece = float(np.sum(counts * np.abs(mean_predicted - fraction)) / len(p_fake))
+        assert entry["calibration"]["ece"] == pytest.approx(ece)
+        chosen = entry["threshold"]
+        best = max(
+            sk.balanced_accuracy_score(truth, ["FAKE" if p >= t else "REAL" for p in p_fake])
+            for t in np.r_[0.0, np.sort(p_fake), 1.01]
+        )
+        assert chosen["metrics"]["balanced_accuracy"] == pytest.approx(best)
+
+
+def test_a_run_resumes_where_it_stopped(evaluated, dataset, repository, tmp_path):
+    out = tmp_path / "resumed"
+    shutil.copytree(evaluated, out)
+    with (out / "results.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    kept, dropped = rows[:-2], rows[-2:]
+    with (out / "results.csv").open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    assert main([str(dataset), "--out", str(out), "--model-repository", str(repository)]) == 0
+    again = read_rows(out / "results.csv")
+    assert [row.video for row in again[: len(kept)]] == [row["video"] for row in kept]  # untouched, in place
+    assert sorted(row.video for row in again[len(kept) :]) == sorted(row["video"] for row in dropped)
+    assert len(again) == len(rows)
+
+
+def test_a_running_service_gives_the_in_process_scores(evaluated, dataset, repository, tmp_path):
+    with running_service(Settings(model_repository=repository, keys_dir=tmp_path / "keys")) as url:
+        assert main([str(dataset), "--out", str(tmp_path / "url"), "--url", url]) == 0
+    remote = {row.video: row for row in read_rows(tmp_path / "url" / "results.csv")}
+    for row in read_rows(evaluated / "results.csv"):
+        assert remote[row.video].error == row.error
+        if row.ok:
+            for rule in RULES:
+                assert remote[row.video].p_fake(rule) == pytest.approx(row.p_fake(rule), abs=1e-6)
+
+
+def _open_in_chromium(report: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(report.resolve().as_uri())
+            sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+            demo_banner = page.locator(".demo").count() and page.locator(".demo").is_visible()
+            return {"images": sizes, "text": page.inner_text("body"), "demo_banner": bool(demo_banner)}
+        finally:
+            browser.close()
+
+
+def test_the_report_opens_in_headless_chromium_with_every_plot_drawn(evaluated):
+    page = _open_in_chromium(evaluated / "report.html")
+    assert len(page["images"]) == 9  # per rule: confusion, ROC, reliability, histograms; and time vs duration
+    assert all(width > 0 and height > 0 for width, height in page["images"]), page["images"]
+    assert "FAKE/truncated.mp4" in page["text"] and "AUC" in page["text"] and "ECE" in page["text"]
+    assert not page["demo_banner"]
+
+
+def test_the_report_says_plainly_when_the_untrained_demo_answered(demo_repository, seed_videos, tmp_path):
+    (tmp_path / "set" / "FAKE").mkdir(parents=True)
+    (tmp_path / "set" / "REAL").mkdir(parents=True)
+    shutil.copy(seed_videos[1], tmp_path / "set" / "FAKE")
+    shutil.copy(seed_videos[0], tmp_path / "set" / "REAL")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "set"), "--out", str(out), "--model-repository", str(demo_repository)]) == 0
+    page = _open_in_chromium(out / "report.html")
+    assert page["demo_banner"] and "UNTRAINED DEMO MODEL" in page["text"]
+
+
+def test_a_written_threshold_changes_the_services_result_and_compare_shows_the_flip(
+    evaluated, dataset, repository, tmp_path
+):
+    copy = tmp_path / "repository"
+    shutil.copytree(repository, copy)
+    chosen = tmp_path / "chosen"
+    code = main(
+        [str(dataset), "--out", str(chosen), "--model-repository", str(copy)]
+        + ["--threshold-mode", "fpr", "--target-fpr", "0", "--write-threshold"]
+    )
+    assert code == 0
+    threshold = json.loads((chosen / "summary.json").read_text())["rules"]["sequence"]["threshold"]["value"]
+    assert threshold != 0.5
+    rows = [row for row in read_rows(evaluated / "results.csv") if row.ok]
+    flipping = [row for row in rows if (row.p_fake_sequence >= 0.5) != (row.p_fake_sequence >= threshold)]
+    assert flipping, f"no video between 0.5 and {threshold}: {[r.p_fake_sequence for r in rows]}"
+    video = dataset / flipping[0].video
+    with running_service(Settings(model_repository=copy, keys_dir=tmp_path / "keys")) as url:
+        answer = post_file(url, video).json()
+        ready = httpx.get(url + "/readyz").json()
+    assert answer["verdicts"]["sequence"]["threshold"] == pytest.approx(threshold, abs=1e-6)
+    assert answer["verdicts"]["sequence"]["result"] != flipping[0].result_sequence
+    assert answer["result"] == answer["verdicts"]["sequence"]["result"]
+    assert "verdict_threshold_sequence" not in ready["model"]["architecture"]
+
+    after = tmp_path / "after"
+    assert main([str(dataset), "--out", str(after), "--model-repository", str(copy)]) == 0
+    compared = tmp_path / "compare.json"
+    assert main(["compare", str(evaluated), str(after), "--out", str(compared)]) == 0
+    result = json.loads(compared.read_text())
+    flips = {(f["video"], f["rule"]) for f in result["flips"]}
+    assert (flipping[0].video, "sequence") in flips
+    assert "sequence/served/accuracy" in result["metrics"] and "sequence/auc" in result["metrics"]
+    assert result["metrics"]["sequence/auc"]["delta"] == pytest.approx(0, abs=1e-6)  # same scores, new cut
