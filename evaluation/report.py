@@ -93,9 +93,11 @@ def _metrics_table(name: str, metrics: dict) -> str:
 def _rule_column(summary: dict, rule: str) -> str:
     entry = summary["rules"][rule]
     parts = [f"<h3>rule: {rule}</h3>"]
-    parts.append(
-        f"<p>AUC <b>{entry['auc']:.3f}</b></p>" if entry["auc"] is not None else "<p>AUC: needs both classes</p>"
-    )
+    if entry["auc"] is not None:
+        ece = entry["calibration"]["ece"]
+        parts.append(f"<p>AUC <b>{entry['auc']:.3f}</b>, expected calibration error (ECE) <b>{ece:.3f}</b></p>")
+    else:
+        parts.append("<p>AUC and calibration: need both classes</p>")
     parts.append(_metrics_table("as the service answered", entry["served"]))
     parts.append(_metrics_table("threshold 0.5", entry["at_0_5"]))
     if entry["threshold"]:

@@ -101,7 +101,8 @@ class EmbeddedBackend(ChunkedBackend):
             max_batch=min(max_batch_of(self._repository / name) for name in self._names),
         )
         self._backbone, self._temporal = backbone, temporal
-        return ModelInfo.from_parameters(backbone.metadata, self.served.input_size, self.name, runtime=backbone.runtime)
+        parameters = {**backbone.metadata, **config_parameters(self._repository / backbone_name)}
+        return ModelInfo.from_parameters(parameters, self.served.input_size, self.name, runtime=backbone.runtime)
 
     async def start(self) -> ModelInfo:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
