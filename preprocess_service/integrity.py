@@ -14,7 +14,9 @@ would stop verifying) and never belongs in the repository.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -24,12 +26,15 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from joserfc import jwk, jws
+from joserfc.errors import JoseError
 
 KEY_FILE = "signing_key.pem"
 _PREHASHED = utils.Prehashed(hashes.SHA256())
 
 
 ENVELOPE_MAGIC = b"DFA1"  # deepfake attestation, version 1
+RECEIPT_TYPE = "deepfake-receipt+jws"  # analysis receipts: JWS over what the service said about a file
 PAYLOAD_PREFIX = b"deepfake-attestation-v1\0"
 
 
@@ -104,6 +109,28 @@ class Signer:
                 False, "attestation", key_id, signed_at, error="the attestation does not match this file, time and key"
             )
         return Verification(True, "attestation", key_id, signed_at)
+
+    def sign_receipt(self, claims: dict) -> str:
+        """A compact JWS (RS256, ``kid`` = key id) over the claims: verifiable offline with the public key."""
+        header = {"alg": "RS256", "kid": self.key_id, "typ": RECEIPT_TYPE}
+        payload = json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
+        return jws.serialize_compact(header, payload, jwk.RSAKey.import_key(self._private_key))
+
+    def read_receipt(self, token: str) -> tuple[dict | None, str | None, str | None]:
+        """(claims, key id, error): claims only when a key of this service signed exactly these bytes."""
+        try:
+            header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+        except (ValueError, IndexError):
+            return None, None, "not a compact JWS receipt"
+        key_id = header.get("kid") if isinstance(header, dict) else None
+        key = self.public_keys.get(key_id or "")
+        if key is None or header.get("alg") != "RS256":
+            return None, key_id, "signed by a key this service does not know"
+        try:
+            verified = jws.deserialize_compact(token, jwk.RSAKey.import_key(key), algorithms=["RS256"])
+        except JoseError:
+            return None, key_id, "the receipt's signature does not match its contents"
+        return json.loads(verified.payload), key_id, None
 
     def public_pems(self) -> dict[str, str]:
         return {key_id: _pem(key) for key_id, key in self.public_keys.items()}

@@ -71,7 +71,7 @@ def frame_rows(analysis: Analysis) -> list[FrameRow]:
 
 
 def predict_response(
-    analysis: Analysis, upload: Upload, display_count: int, analysis_id: str | None
+    analysis: Analysis, upload: Upload, display_count: int, analysis_id: str | None, receipt: str
 ) -> PredictResponse:
     shown = analysis.display_positions(display_count)
     score_of = {frame.frame_index: frame for frame in analysis.frames}
@@ -123,6 +123,8 @@ def predict_response(
         frames_with_face=sum(frame.p_fake is not None for frame in analysis.frames),
         stage_times_sec=StageTimes(**{k: round(v, 4) for k, v in analysis.timings.items()}),
         model=model_block(analysis.model),
+        frames=frame_rows(analysis),
+        receipt=receipt,
     )
 
 
@@ -135,9 +137,9 @@ def display_images(analysis: Analysis, display_count: int) -> dict[str, np.ndarr
     return images
 
 
-def csv_response(analysis: Analysis, upload: Upload) -> PredictCsvResponse:
+def csv_response(analysis: Analysis, upload: Upload, receipt: str) -> PredictCsvResponse:
     return PredictCsvResponse(
-        filename=upload.filename, frames_csv=frame_rows(analysis), model=model_block(analysis.model)
+        filename=upload.filename, frames_csv=frame_rows(analysis), model=model_block(analysis.model), receipt=receipt
     )
 
 

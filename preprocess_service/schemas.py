@@ -62,6 +62,13 @@ class ModelInfoModel(BaseModel):
     preprocessing: PreprocessingModel
 
 
+RECEIPT_DESCRIPTION = (
+    "compact JWS (RS256, kid = integrity key id) over the file's SHA-256 and size, the model's identity, both"
+    " verdicts and a digest of every per-frame score; check it offline with GET /integrity/public-keys, or"
+    " with POST /integrity/verify-receipt"
+)
+
+
 class VerdictModel(BaseModel):
     result: str = Field(description="FAKE or REAL")
     confidence: float = Field(description="winning class probability x 100 (original: mean over its frames)")
@@ -90,12 +97,24 @@ class PredictResponse(BaseModel):
     frames_with_face: int
     stage_times_sec: StageTimes
     model: ModelInfoModel
+    frames: list[FrameRow] = Field(description="every sampled frame's score (what frames_csv holds)")
+    receipt: str = Field(description=RECEIPT_DESCRIPTION)
 
 
 class PredictCsvResponse(BaseModel):
     filename: str
     frames_csv: list[FrameRow]
     model: ModelInfoModel
+    receipt: str = Field(description=RECEIPT_DESCRIPTION)
+
+
+class ReceiptVerifyResponse(BaseModel):
+    valid: bool = Field(description="signed by a key of this service, and about this very file")
+    key_id: str | None
+    issued_at: str | None
+    sha256_hex: str = Field(description="the uploaded file's SHA-256")
+    claims: dict | None = Field(description="what the service said, when the signature holds")
+    error: str | None
 
 
 class SignResponse(BaseModel):

@@ -11,7 +11,13 @@ from fastapi import APIRouter
 
 from preprocess_service.dependencies import Admitted, AdmittedToSign, ServicesDep, UploadDep, multipart_body
 from preprocess_service.errors import InvalidRequest, InvalidSignature
-from preprocess_service.schemas import PublicKeyResponse, PublicKeysResponse, SignResponse, VerifyResponse
+from preprocess_service.schemas import (
+    PublicKeyResponse,
+    PublicKeysResponse,
+    ReceiptVerifyResponse,
+    SignResponse,
+    VerifyResponse,
+)
 
 router = APIRouter(prefix="/integrity", tags=["integrity"])
 
@@ -65,6 +71,34 @@ async def verify(upload: UploadDep, services: ServicesDep) -> VerifyResponse:
         key_id=result.key_id,
         signed_at=result.signed_at.isoformat() if result.signed_at else None,
         error=result.error,
+    )
+
+
+@router.post(
+    "/verify-receipt",
+    response_model=ReceiptVerifyResponse,
+    openapi_extra=multipart_body("receipt"),
+    dependencies=[Admitted],
+)
+async def verify_receipt(upload: UploadDep, services: ServicesDep) -> ReceiptVerifyResponse:
+    """Did this service say this about this file? The receipt's signature must hold under one of its
+    keys, and the uploaded file must be the one the receipt names (its SHA-256)."""
+    token = upload.fields.get("receipt")
+    if token is None:
+        raise InvalidRequest("missing form field 'receipt'")
+    claims, key_id, error = services.signer.read_receipt("".join(token.split()))
+    issued_at = None
+    if claims is not None:
+        issued_at = datetime.fromtimestamp(int(claims.get("iat", 0)), UTC).isoformat()
+        if claims.get("file", {}).get("sha256") != upload.sha256:
+            error = "the receipt is about another file (its SHA-256 differs from this file's)"
+    return ReceiptVerifyResponse(
+        valid=claims is not None and error is None,
+        key_id=key_id,
+        issued_at=issued_at,
+        sha256_hex=upload.sha256,
+        claims=claims,
+        error=error,
     )
 
 

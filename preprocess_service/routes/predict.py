@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import Response
 
 from preprocess_service import artifacts, presenter
-from preprocess_service.dependencies import Admitted, ServicesDep, UploadDep, multipart_body
+from preprocess_service.dependencies import Admitted, Services, ServicesDep, UploadDep, multipart_body
+from preprocess_service.pipeline import Analysis
+from preprocess_service.receipts import receipt_claims
 from preprocess_service.schemas import PredictCsvResponse, PredictResponse
+from preprocess_service.uploads import Upload
+
+RECEIPT_HEADER = "X-Deepfake-Receipt"  # the CSV answer's receipt (the JSON answers carry it in the body)
+
+
+def _receipt(services: Services, analysis: Analysis, upload: Upload, analysis_id: str | None) -> str:
+    claims = receipt_claims(analysis, upload.sha256, upload.size, datetime.now(UTC), analysis_id)
+    return services.signer.sign_receipt(claims)
+
 
 router = APIRouter(tags=["predict"], dependencies=[Admitted])
 
@@ -22,7 +34,8 @@ async def predict(background: BackgroundTasks, upload: UploadDep, services: Serv
     if analysis_id:
         images = presenter.display_images(analysis, settings.display_frames)
         background.add_task(artifacts.write_images, settings.artifacts_dir, analysis_id, images)
-    return presenter.predict_response(analysis, upload, settings.display_frames, analysis_id)
+    receipt = _receipt(services, analysis, upload, analysis_id)
+    return presenter.predict_response(analysis, upload, settings.display_frames, analysis_id, receipt)
 
 
 @router.post(
@@ -39,11 +52,12 @@ async def predict_csv(
 ):
     """Scores of all N sampled frames; CSV with ``Accept: text/csv`` or ``?format=csv``."""
     analysis = await services.analyzer.analyse(upload.path)
+    receipt = _receipt(services, analysis, upload, None)
     wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
     if not wants_csv:
-        return presenter.csv_response(analysis, upload)
+        return presenter.csv_response(analysis, upload, receipt)
     return Response(
         presenter.csv_text(analysis),
         media_type="text/csv",
-        headers={"Content-Disposition": presenter.csv_content_disposition(upload.filename)},
+        headers={"Content-Disposition": presenter.csv_content_disposition(upload.filename), RECEIPT_HEADER: receipt},
     )

@@ -1,0 +1,58 @@
+"""Signed analysis receipts: what this service said about which file, checkable offline.
+
+Every answer carries a compact JWS (RS256, signed with the integrity key, ``kid`` its key id) over
+the file's SHA-256 and size, the model's identity (checkpoint hash, precision, preprocessing, demo
+flag), both verdicts with their thresholds, a digest of every per-frame score, and the time. With
+the public key (``GET /integrity/public-keys``) anyone can check it without this service: a changed
+byte in the file, a changed score or another key fails it. ``POST /integrity/verify-receipt`` and
+``deepfake-client receipt verify`` do the same checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+from preprocess_service.pipeline import Analysis
+from preprocess_service.scoring import FrameScore
+
+ISSUER = "deepfake-detector"
+VERSION = 1
+
+
+def frames_digest(frames: list[tuple[int, float | None]]) -> str:
+    """SHA-256 of the per-frame scores as canonical JSON ``[[frame_index, p_fake rounded to 6], ...]``
+    (``null`` where no face): a client recomputes it from the CSV or JSON answer's frames."""
+    canonical = [[int(index), None if p is None else round(float(p), 6)] for index, p in frames]
+    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
+
+
+def scored(frames: list[FrameScore]) -> list[tuple[int, float | None]]:
+    return [(frame.frame_index, frame.p_fake) for frame in frames]
+
+
+def receipt_claims(analysis: Analysis, sha256: str, size: int, issued_at: datetime, analysis_id: str | None) -> dict:
+    model = analysis.model
+    return {
+        "iss": ISSUER,
+        "v": VERSION,
+        "iat": int(issued_at.timestamp()),
+        "sub": sha256,
+        "file": {"sha256": sha256, "size": size},
+        "model": {
+            "checkpoint_sha256": model.checkpoint_sha256,
+            "family": model.family,
+            "precision": model.precision,
+            "preprocessing": model.preprocessing.name,
+            "untrained_demo": model.untrained_demo,
+        },
+        "rule": analysis.rule,
+        "result": analysis.verdict.label,
+        "verdicts": {
+            rule: {"result": v.label, "p_fake": round(v.p_fake, 6), "threshold": v.threshold}
+            for rule, v in analysis.verdicts.items()
+        },
+        "frames_digest": frames_digest(scored(analysis.frames)),
+        "analysis_id": analysis_id,
+    }
