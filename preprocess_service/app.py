@@ -22,11 +22,12 @@ from preprocess_service.access import access_policy
 from preprocess_service.dependencies import Services
 from preprocess_service.errors import BackendUnavailable, InvalidRequest, ServiceError
 from preprocess_service.faces import FaceDetector
+from preprocess_service.history.recorder import open_history
 from preprocess_service.inference import make_backend
 from preprocess_service.integrity import load_signer
 from preprocess_service.metrics import Metrics, RequestCounter
 from preprocess_service.pipeline import Analyzer
-from preprocess_service.routes import health, integrity, predict
+from preprocess_service.routes import health, history, integrity, predict
 from preprocess_service.schemas import ErrorResponse
 from preprocess_service.settings import Settings, deprecated_names_in, get_settings
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             signer=load_signer(settings.signing_key, settings.keys_dir, settings.previous_keys_dir),
             metrics=metrics,
             access=access,
+            history=await asyncio.to_thread(open_history, settings, metrics),
         )
         with contextlib.suppress(BackendUnavailable):  # not ready yet: /readyz says so, requests retry
             await services.analyzer.model_info()
@@ -99,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool.shutdown(wait=True)
             face_pool.shutdown(wait=True)
             detector.close()
+            if services.history.store is not None:
+                services.history.store.close()
 
     metrics = Metrics()
     access = access_policy(
@@ -115,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(integrity.router)
     app.include_router(health.router)
+    app.include_router(history.router)
     if settings.artifacts:
         settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
         app.mount(artifacts.URL_PREFIX, StaticFiles(directory=settings.artifacts_dir), name="artifacts")

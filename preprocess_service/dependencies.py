@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from preprocess_service.access import AccessPolicy
 from preprocess_service.errors import Overloaded
 from preprocess_service.faces import FaceDetector
+from preprocess_service.history.recorder import History
 from preprocess_service.inference import InferenceBackend
 from preprocess_service.integrity import Signer
 from preprocess_service.metrics import Metrics
@@ -33,6 +34,7 @@ class Services:
     signer: Signer
     metrics: Metrics
     access: AccessPolicy
+    history: History
     in_flight: int = 0
 
 
@@ -65,6 +67,11 @@ async def admitted(request: Request, services: Services = Depends(get_services))
         yield
 
 
+async def authorised(request: Request, services: Services = Depends(get_services)) -> None:
+    """Reads (history, stats): a key where every route needs one, and the caller's rate."""
+    services.access.admit(request)
+
+
 async def admitted_to_sign(request: Request, services: Services = Depends(get_services)) -> AsyncIterator[None]:
     """Signing needs a key whenever keys are configured, and has its own, lower rate."""
     services.access.admit(request, signing=True)
@@ -91,6 +98,7 @@ def multipart_body(*text_fields: str) -> dict:
 # scope="function": the slot is released and the temporary file deleted when the route returns,
 # before the answer is sent, so a client that has its answer never sees a file or slot still held.
 ServicesDep = Annotated[Services, Depends(get_services)]
+Authorised = Depends(authorised)
 UploadDep = Annotated[Upload, Depends(received_upload, scope="function")]
 Admitted = Depends(admitted, scope="function")
 AdmittedToSign = Depends(admitted_to_sign, scope="function")

@@ -86,3 +86,11 @@ class Overloaded(ServiceError):
 
 class BackendUnavailable(ServiceError):
     status_code, code = 503, "backend_unavailable"
+
+
+class HistoryUnavailable(ServiceError):
+    status_code, code = 503, "history_unavailable"
+
+
+class NotFound(ServiceError):
+    status_code, code = 404, "not_found"

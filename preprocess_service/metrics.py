@@ -32,6 +32,15 @@ class Metrics:
         self.rejected = Counter(
             "deepfake_overload_rejections", "requests refused with 503 overloaded", registry=self.registry
         )
+        self.history_errors = Counter(
+            "deepfake_history_errors",
+            "history database failures (the answer was still given)",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.cache_hits = Counter(
+            "deepfake_cache_hits", "answers given from the history without recomputing", registry=self.registry
+        )
 
 
 class RequestCounter:

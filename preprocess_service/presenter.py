@@ -146,7 +146,15 @@ def csv_response(analysis: Analysis, upload: Upload, receipt: str) -> PredictCsv
 def csv_text(analysis: Analysis) -> str:
     """The seed's columns first; the model that produced the rows on every row, so a file read on its
     own still says which checkpoint, architecture and preprocessing it came from."""
-    model = model_block(analysis.model)
+    return _csv(model_block(analysis.model), [row.model_dump() for row in frame_rows(analysis)])
+
+
+def csv_from_answer(answer: dict) -> str:
+    """The same CSV from a stored /predict/ answer (the history)."""
+    return _csv(ModelInfoModel(**answer["model"]), answer["frames"])
+
+
+def _csv(model: ModelInfoModel, rows: list[dict]) -> str:
     model_cells = {
         "model_family": model.family,
         "model_preprocessing": model.preprocessing.name,
@@ -160,7 +168,7 @@ def csv_text(analysis: Analysis) -> str:
         buffer, fieldnames=(*CSV_COLUMNS, *CSV_MODEL_COLUMNS), lineterminator="\n", extrasaction="ignore"
     )
     writer.writeheader()
-    writer.writerows({**row.model_dump(), **model_cells} for row in frame_rows(analysis))
+    writer.writerows({**row, **model_cells} for row in rows)
     return buffer.getvalue()
 
 

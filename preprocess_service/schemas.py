@@ -99,6 +99,8 @@ class PredictResponse(BaseModel):
     model: ModelInfoModel
     frames: list[FrameRow] = Field(description="every sampled frame's score (what frames_csv holds)")
     receipt: str = Field(description=RECEIPT_DESCRIPTION)
+    history_id: str | None = Field(None, description="this analysis in GET /analyses/{id}; null without history")
+    cached: bool = Field(False, description="answered from the history: same file, same model (?refresh=1 forces)")
 
 
 class PredictCsvResponse(BaseModel):
@@ -160,3 +162,37 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class AnalysisSummary(BaseModel):
+    id: str
+    created_at: str
+    filename: str
+    size: int
+    sha256_hex: str
+    result: str
+    p_fake: float
+    rule: str
+    precision: str
+    untrained_demo: bool
+    processing_time_sec: float
+
+
+class AnalysisPage(BaseModel):
+    items: list[AnalysisSummary]
+    total: int
+    page: int
+    per_page: int
+
+
+class StoredAnalysis(BaseModel):
+    id: str
+    created_at: str
+    answer: dict = Field(description="the /predict/ answer as it was given")
+
+
+class StatsResponse(BaseModel):
+    analyses: int
+    by_result: dict[str, int]
+    untrained_demo: int = Field(description="analyses answered by the untrained demo model")
+    latency_s: dict[str, float] = Field(description="p50, p90, p99 and mean processing time")

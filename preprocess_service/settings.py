@@ -103,6 +103,15 @@ class Settings(BaseSettings):
     signing_rate_limit: str = Field("30/minute", description="signing and verifying, per caller")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = CORS off")
 
+    # History (preprocess_service/history): every answer stored; SQLite here, PostgreSQL in a cluster
+    history: bool = Field(True, description="store every /predict/ answer")
+    database_url: str = Field(
+        "sqlite:///var/history.sqlite3", description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db"
+    )
+    history_cache: bool = Field(
+        True, description="answer a file already analysed by the same model from the history (?refresh=1 forces)"
+    )
+
     # Integrity
     signing_key: Path | None = Field(None, description="PEM private key, e.g. a mounted Kubernetes Secret")
     keys_dir: Path = Path("var/keys")

@@ -10,6 +10,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED_VIDEOS = ROOT.parent / "shared" / "testdata" / "seed_videos"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def history_database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Every service the tests start keeps its history in this session's own SQLite file (never the
+    checkout's var/), and answers from it only where a test turns the cache on (tests/test_history.py):
+    elsewhere a cached answer would hide what those tests exercise (a dead Triton, a fresh analysis)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('history')}/history.sqlite3"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DEEPFAKE_DATABASE_URL", url)
+    patch.setenv("DEEPFAKE_HISTORY_CACHE", "false")
+    yield url
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def demo_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Triton model repository exported from the untrained demo model, as `make serve` makes it."""

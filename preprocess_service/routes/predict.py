@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from preprocess_service import artifacts, presenter
 from preprocess_service.dependencies import Admitted, Services, ServicesDep, UploadDep, multipart_body
+from preprocess_service.history.recorder import model_key
 from preprocess_service.pipeline import Analysis
 from preprocess_service.receipts import receipt_claims
 from preprocess_service.schemas import PredictCsvResponse, PredictResponse
@@ -27,15 +28,29 @@ router = APIRouter(tags=["predict"], dependencies=[Admitted])
 
 
 @router.post("/predict/", response_model=PredictResponse, openapi_extra=multipart_body())
-async def predict(background: BackgroundTasks, upload: UploadDep, services: ServicesDep) -> PredictResponse:
+async def predict(
+    background: BackgroundTasks,
+    upload: UploadDep,
+    services: ServicesDep,
+    refresh: Annotated[bool, Query(description="analyse again even if the history has this file")] = False,
+) -> PredictResponse:
+    """A file already analysed by the same model and settings is answered from the history."""
+    settings, history = services.settings, services.history
+    key = model_key(await services.analyzer.model_info(), settings)
+    if not refresh and (cached := await history.cached_answer(upload.sha256, key)) is not None:
+        return PredictResponse(**{**cached, "filename": upload.filename, "cached": True})
     analysis = await services.analyzer.analyse(upload.path)
-    settings = services.settings
-    analysis_id = artifacts.new_analysis_id() if settings.artifacts else None
-    if analysis_id:
+    analysis_id = artifacts.new_analysis_id()
+    if settings.artifacts:
         images = presenter.display_images(analysis, settings.display_frames)
         background.add_task(artifacts.write_images, settings.artifacts_dir, analysis_id, images)
     receipt = _receipt(services, analysis, upload, analysis_id)
-    return presenter.predict_response(analysis, upload, settings.display_frames, analysis_id, receipt)
+    answer = presenter.predict_response(
+        analysis, upload, settings.display_frames, analysis_id if settings.artifacts else None, receipt
+    )
+    if await history.record(analysis_id, key, answer.model_dump(mode="json"), upload.size):
+        answer.history_id = analysis_id
+    return answer
 
 
 @router.post(

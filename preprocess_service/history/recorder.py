@@ -1,0 +1,125 @@
+"""What the routes use: the cache lookup and the record of each answer, both failure-proof.
+
+A database that is down, locked or full must never cost a caller the answer: every failure here is
+logged and counted (``deepfake_history_errors``), and the analysis goes on as if there were no
+history. A cached answer is given only for the same file (SHA-256) and the same model and
+settings (``model_key``); a model without a known identity (no checkpoint hash) is never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from preprocess_service.errors import HistoryUnavailable
+from preprocess_service.history.models import AnalysisRecord
+from preprocess_service.history.store import HistoryStore
+from preprocess_service.inference.base import ModelInfo
+from preprocess_service.metrics import Metrics
+from preprocess_service.settings import Settings
+
+log = logging.getLogger("deepfake.history")
+T = TypeVar("T")
+FAILURES = (SQLAlchemyError, OSError)
+KNOWN_IDENTITY = re.compile(r"^[0-9a-f]{64}$|^none \(untrained demo, seed \d+\)$")
+
+
+def model_key(model: ModelInfo, settings: Settings) -> str | None:
+    """Everything that changes an answer for the same file; None when the model cannot be identified."""
+    if not KNOWN_IDENTITY.match(model.checkpoint_sha256):
+        return None
+    identity = {
+        "checkpoint": model.checkpoint_sha256,
+        "family": model.family,
+        "architecture": model.architecture,
+        "preprocessing": model.preprocessing.describe(),
+        "precision": model.precision,
+        "runtime": model.runtime,
+        "thresholds": model.thresholds,
+        "max_time": model.max_time,
+        "settings": [
+            settings.num_frames,
+            settings.verdict,
+            settings.face_min_confidence,
+            settings.face_margin,
+            settings.face_haar_max_side,
+            settings.display_frames,
+        ],
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class History:
+    def __init__(self, store: HistoryStore | None, metrics: Metrics, cache: bool = True) -> None:
+        self.store, self._metrics, self._cache = store, metrics, cache
+
+    async def _safely(self, operation: str, call: Callable[[], T]) -> T | None:
+        if self.store is None:
+            return None
+        try:
+            return await asyncio.to_thread(call)
+        except FAILURES as error:
+            log.error("history %s failed: %r", operation, error)
+            self._metrics.history_errors.labels(operation).inc()
+            return None
+
+    async def cached_answer(self, sha256: str, key: str | None) -> dict | None:
+        if not self._cache or key is None or self.store is None:
+            return None
+        store = self.store
+        record = await self._safely("lookup", lambda: store.cached(sha256, key))
+        if record is None:
+            return None
+        self._metrics.cache_hits.inc()
+        return {**record.answer, "history_id": record.id}
+
+    async def record(self, analysis_id: str, key: str | None, answer: dict, size: int) -> bool:
+        """Stores the answer; False (logged, counted) when the database failed."""
+        if self.store is None:
+            return False
+        verdict = answer["verdicts"][answer["verdict_rule"]]
+        record = AnalysisRecord(
+            id=analysis_id,
+            created_at=datetime.now(UTC),
+            filename=answer["filename"][:512],
+            size=size,
+            sha256=answer["sha256_hex"],
+            model_key=key or "",
+            checkpoint_sha256=answer["model"]["checkpoint_sha256"][:128],
+            precision=answer["model"]["precision"],
+            untrained_demo=answer["model"]["untrained_demo"],
+            rule=answer["verdict_rule"],
+            result=verdict["result"],
+            p_fake=verdict["p_fake"],
+            total_s=answer["processing_time_sec"],
+            answer=answer,
+        )
+        store = self.store
+        return bool(await self._safely("save", lambda: store.save(record)))
+
+    def require(self) -> HistoryStore:
+        if self.store is None:
+            raise HistoryUnavailable("the history database is not available")
+        return self.store
+
+
+def open_history(settings: Settings, metrics: Metrics) -> History:
+    """Migrated and ready, or a History without a store (logged) when the database cannot be reached."""
+    if not settings.history:
+        return History(None, metrics, cache=False)
+    try:
+        store = HistoryStore(settings.database_url)
+        store.migrate()
+    except FAILURES as error:
+        log.error("history database unavailable, serving without history: %r", error)
+        metrics.history_errors.labels("open").inc()
+        return History(None, metrics, cache=False)
+    return History(store, metrics, cache=settings.history_cache)
