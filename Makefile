@@ -7,7 +7,7 @@ REPO   := model_repository
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup model serve test lint triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-load kubectl chromium clean
-LINTED := export preprocess_service model_contract evaluation tests benchmarks deploy
+LINTED := export preprocess_service model_contract evaluation deepfake_client tests benchmarks deploy
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[export,serve,openvino,eval,dev]"
+	$(BIN)/pip install --quiet -e ".[export,serve,openvino,eval,client,dev]"
 	$(BIN)/python -m preprocess_service.face_model
 	touch $(STAMP)
 

@@ -103,7 +103,9 @@ def test_labels_file_says_index_0_is_fake(demo_repository):
 def test_committed_configs_are_what_a_fresh_demo_export_writes(demo_repository):
     committed = sorted(p.relative_to(ROOT / "model_repository") for p in (ROOT / "model_repository").rglob("*.pbtxt"))
     fresh = sorted(p.relative_to(demo_repository) for p in demo_repository.rglob("*.pbtxt"))
-    assert committed == fresh and len(fresh) == 10  # per model: config.pbtxt and configs/{cpu,cpu-openvino,cpu-ort-openvino,gpu-tensorrt}
+    assert (
+        committed == fresh and len(fresh) == 10
+    )  # per model: config.pbtxt and configs/{cpu,cpu-openvino,cpu-ort-openvino,gpu-tensorrt}
     for relative in fresh:
         assert (ROOT / "model_repository" / relative).read_text() == (demo_repository / relative).read_text(), relative
     assert (ROOT / "model_repository/deepfake_temporal/labels.txt").read_text() == "FAKE\nREAL\n"
