@@ -27,7 +27,7 @@ from preprocess_service.inference import make_backend
 from preprocess_service.integrity import load_signer
 from preprocess_service.metrics import Metrics, RequestCounter
 from preprocess_service.pipeline import Analyzer
-from preprocess_service.routes import health, history, integrity, predict
+from preprocess_service.routes import health, history, integrity, page, predict
 from preprocess_service.schemas import ErrorResponse
 from preprocess_service.settings import Settings, deprecated_names_in, get_settings
 
@@ -120,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(integrity.router)
     app.include_router(health.router)
     app.include_router(history.router)
+    app.include_router(page.router)
+    app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     if settings.artifacts:
         settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
         app.mount(artifacts.URL_PREFIX, StaticFiles(directory=settings.artifacts_dir), name="artifacts")

@@ -1,0 +1,275 @@
+// The service's page: upload, verdict, per-frame chart, display frames with boxes, integrity, history.
+// Plain JavaScript, no build step, nothing loaded from elsewhere. Talks only to this service's API.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const MESSAGES = {
+  empty_file: "The file is empty.",
+  file_too_large: "The file is too large for this service.",
+  not_a_video: "This file is not a video this service can read (MP4/QuickTime, Matroska/WebM or AVI).",
+  no_video_stream: "The file has no video track.",
+  unreadable_video: "The video could not be decoded (damaged or truncated?).",
+  too_few_frames: "The video is too short: it needs at least two frames.",
+  video_too_large: "The video's picture is larger than this service accepts.",
+  decode_budget_exceeded: "The video takes too long to decode here.",
+  no_face_detected: "No face was found in the video, so there is nothing to judge.",
+  upload_timeout: "The upload stalled; try again.",
+  rate_limited: "Too many requests from you; wait a moment.",
+  overloaded: "The service is busy.",
+  backend_unavailable: "The model server is not answering.",
+  unauthorized: "This service needs an API key (top right).",
+};
+
+let current = null; // { file, answer }
+
+function headers() {
+  const key = $("api-key").value.trim();
+  return key ? { "X-API-Key": key } : {};
+}
+
+function explain(status, body, retryAfter) {
+  const code = body && body.error ? body.error.code : `http_${status}`;
+  let text = MESSAGES[code] || (body && body.error ? body.error.message : `The service answered ${status}.`);
+  if (retryAfter) text += ` Retry after ${retryAfter} s.`;
+  return text;
+}
+
+function showError(text) {
+  $("error").textContent = text;
+  $("error").hidden = false;
+}
+
+function upload(file) {
+  // XMLHttpRequest, not fetch: it reports upload progress.
+  return new Promise((resolve) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", "/predict/");
+    for (const [name, value] of Object.entries(headers())) request.setRequestHeader(name, value);
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) $("progress").value = (100 * event.loaded) / event.total;
+      if (event.loaded === event.total) $("status").textContent = "Analysing…";
+    };
+    request.onload = () => {
+      let body = null;
+      try { body = JSON.parse(request.responseText); } catch (e) { body = null; }
+      resolve({ status: request.status, body, retryAfter: request.getResponseHeader("Retry-After") });
+    };
+    request.onerror = () => resolve({ status: 0, body: null, retryAfter: null });
+    const form = new FormData();
+    form.append("file", file);
+    request.send(form);
+  });
+}
+
+async function analyse(file) {
+  $("error").hidden = true;
+  $("result").hidden = true;
+  $("progress").hidden = false;
+  $("progress").value = 0;
+  $("status").textContent = `Uploading ${file.name}…`;
+  const { status, body, retryAfter } = await upload(file);
+  $("progress").hidden = true;
+  $("status").textContent = "";
+  if (status !== 200) {
+    showError(status === 0 ? "The service could not be reached." : explain(status, body, retryAfter));
+    return;
+  }
+  current = { file, answer: body };
+  render(body, file);
+  loadRecent();
+}
+
+function render(answer, file) {
+  $("demo-banner").hidden = !answer.model.untrained_demo;
+  const verdict = $("verdict");
+  verdict.textContent = answer.result;
+  verdict.className = `verdict ${answer.result}`;
+  $("confidence").textContent = `${answer.confidence.toFixed(1)} % (${answer.verdict_rule} rule)`;
+  $("cached").hidden = !answer.cached;
+  const rules = $("rules").querySelector("tbody");
+  rules.replaceChildren(...Object.entries(answer.verdicts).map(([rule, v]) => row([
+    rule + (rule === answer.verdict_rule ? " (used)" : ""), v.result, v.p_fake.toFixed(4), v.confidence.toFixed(1), v.threshold,
+  ])));
+  drawChart(answer);
+  drawFrames(answer, file);
+  const m = answer.metadata;
+  const facts = [
+    ["file", answer.filename], ["SHA-256", answer.sha256_hex],
+    ["device", [m.make, m.model].filter(Boolean).join(" ") || "unknown"],
+    ["codec", m.video_codec], ["duration", `${m.duration} s`], ["resolution", `${m.width}×${m.height}`],
+    ["rotation", `${m.rotation}°`], ["frames analysed", `${answer.frames_analyzed} (${answer.frames_with_face} with a face)`],
+    ["model", `${answer.model.family}, ${answer.model.precision}, ${answer.model.runtime}`],
+  ];
+  $("metadata").replaceChildren(...facts.flatMap(([k, v]) => [element("dt", k), element("dd", String(v ?? ""))]));
+  $("integrity").textContent = "";
+  $("result").hidden = false;
+}
+
+function element(tag, text, attributes = {}) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, v);
+  return node;
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const cell of cells) tr.append(cell instanceof Node ? wrap(cell) : element("td", String(cell)));
+  return tr;
+}
+
+function wrap(node) { const td = document.createElement("td"); td.append(node); return td; }
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attributes) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, v);
+  return node;
+}
+
+function drawChart(answer) {
+  const width = 900, height = 260, left = 48, right = 16, top = 12, bottom = 36;
+  const frames = answer.frames;
+  const last = Math.max(...frames.map((f) => f.frame_time_sec), 0.001);
+  const x = (t) => left + ((width - left - right) * t) / last;
+  const y = (p) => top + (height - top - bottom) * (1 - p);
+  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "P(FAKE) per frame" });
+  chart.append(svg("line", { x1: left, y1: y(0), x2: width - right, y2: y(0), stroke: "#888" }));
+  chart.append(svg("line", { x1: left, y1: y(0), x2: left, y2: y(1), stroke: "#888" }));
+  for (const p of [0, 0.5, 1]) {
+    const label = svg("text", { x: left - 8, y: y(p) + 4, "text-anchor": "end", "font-size": 11 });
+    label.textContent = p.toFixed(1);
+    chart.append(label);
+  }
+  const axis = svg("text", { x: (width + left) / 2, y: height - 6, "text-anchor": "middle", "font-size": 12 });
+  axis.textContent = "time (s)";
+  chart.append(axis);
+  const threshold = answer.verdicts[answer.verdict_rule].threshold;
+  chart.append(svg("line", { class: "threshold", x1: left, x2: width - right, y1: y(threshold), y2: y(threshold), stroke: "#b00020", "stroke-dasharray": "6 4" }));
+  const scored = frames.filter((f) => f.p_fake !== null);
+  if (scored.length > 1) {
+    chart.append(svg("polyline", { points: scored.map((f) => `${x(f.frame_time_sec)},${y(f.p_fake)}`).join(" "), fill: "none", stroke: "#0a66c2", "stroke-width": 1.5 }));
+  }
+  for (const f of frames) {
+    let point;
+    if (f.p_fake === null) {
+      point = svg("path", { class: "frame-point no-face", d: `M${x(f.frame_time_sec) - 4},${y(0) - 4} l8,8 m0,-8 l-8,8`, stroke: "#999", "stroke-width": 2 });
+    } else {
+      point = svg("circle", { class: "frame-point", cx: x(f.frame_time_sec), cy: y(f.p_fake), r: 4, fill: f.p_fake >= threshold ? "#b00020" : "#1b7f3b" });
+    }
+    const title = svg("title", {});
+    title.textContent = `frame ${f.frame_index} at ${f.frame_time_sec} s: ${f.p_fake === null ? "no face" : "P(FAKE) " + f.p_fake.toFixed(4)}`;
+    point.append(title);
+    chart.append(point);
+  }
+  $("chart").replaceChildren(chart);
+}
+
+function drawFrames(answer, file) {
+  // The frames are drawn from the uploaded file itself, in the browser (nothing is kept on the server).
+  const holder = $("frames");
+  holder.replaceChildren();
+  const video = document.createElement("video");
+  video.muted = true;
+  video.preload = "auto";
+  video.src = URL.createObjectURL(file);
+  const faces = Object.fromEntries(answer.cropped_faces.map((c) => [c.frame_index, c]));
+  const shown = answer.frames_for_display;
+  const figures = shown.map((f) => {
+    const canvas = element("canvas", undefined, { class: "display-frame", "data-frame": f.frame_index });
+    const caption = element("figcaption", `frame ${f.frame_index} · ${f.frame_time_sec} s · ${f.label}${f.p_fake === null ? "" : " " + f.p_fake.toFixed(3)}`);
+    const figure = element("figure");
+    figure.append(canvas, caption);
+    holder.append(figure);
+    return { f, canvas };
+  });
+  const drawBox = (canvas, box, scale) => {
+    const context = canvas.getContext("2d");
+    context.strokeStyle = "#ffcc00";
+    context.lineWidth = Math.max(2, 3 / scale);
+    context.strokeRect(box[0], box[1], box[2], box[3]);
+  };
+  const placeholder = () => {
+    for (const { f, canvas } of figures) {
+      canvas.width = answer.metadata.width; canvas.height = answer.metadata.height;
+      const context = canvas.getContext("2d");
+      context.fillStyle = "#ddd"; context.fillRect(0, 0, canvas.width, canvas.height);
+      if (faces[f.frame_index]) drawBox(canvas, faces[f.frame_index].box, 1);
+    }
+  };
+  video.onerror = placeholder; // a codec this browser lacks: boxes on a blank frame
+  video.onloadeddata = async () => {
+    for (const { f, canvas } of figures) {
+      await new Promise((done) => { video.onseeked = done; video.currentTime = Math.min(f.frame_time_sec, video.duration || 0); });
+      canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+      canvas.getContext("2d").drawImage(video, 0, 0);
+      if (faces[f.frame_index]) drawBox(canvas, faces[f.frame_index].box, canvas.clientWidth / canvas.width || 1);
+    }
+    URL.revokeObjectURL(video.src);
+  };
+}
+
+async function post(route, fields) {
+  const form = new FormData();
+  form.append("file", current.file);
+  for (const [k, v] of Object.entries(fields || {})) form.append(k, v);
+  const response = await fetch(route, { method: "POST", body: form, headers: headers() });
+  let body = null;
+  try { body = await response.clone().json(); } catch (e) { body = null; }
+  return { response, body };
+}
+
+async function downloadCsv() {
+  const { response, body } = await post("/predict_csv/?format=csv");
+  if (!response.ok) { showError(explain(response.status, body, response.headers.get("Retry-After"))); return; }
+  const link = element("a", undefined, { download: current.file.name.replace(/\.[^.]*$/, "") + "_frames.csv" });
+  link.href = URL.createObjectURL(await response.blob());
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+async function sign() {
+  const { response, body } = await post("/integrity/sign");
+  if (!response.ok) { $("integrity").textContent = explain(response.status, body); return; }
+  $("signature").value = body.signature_base64;
+  $("integrity").textContent = `Signed at ${body.signed_at} with key ${body.key_id.slice(0, 16)}…; the signature is in the box.`;
+}
+
+async function verify() {
+  const { response, body } = await post("/integrity/verify", { signature_base64: $("signature").value });
+  if (!response.ok) { $("integrity").textContent = explain(response.status, body); return; }
+  $("integrity").textContent = body.valid
+    ? `Valid: this file is the one signed${body.signed_at ? " at " + body.signed_at : ""}.`
+    : `Not valid: ${body.error}`;
+}
+
+async function loadRecent() {
+  const response = await fetch("/analyses?per_page=10", { headers: headers() });
+  const body = response.ok ? await response.json() : { items: [] };
+  $("recent").querySelector("tbody").replaceChildren(...body.items.map((item) => {
+    const csv = element("a", "CSV", { href: `/analyses/${item.id}.csv` });
+    return row([item.created_at.slice(0, 19).replace("T", " "), item.filename, item.result, item.p_fake.toFixed(4), csv]);
+  }));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("api-key").value = localStorage.getItem("deepfake-api-key") || "";
+  $("api-key").addEventListener("change", () => { localStorage.setItem("deepfake-api-key", $("api-key").value.trim()); loadRecent(); });
+  $("file").addEventListener("change", (event) => { if (event.target.files.length) analyse(event.target.files[0]); });
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    if (event.dataTransfer.files.length) analyse(event.dataTransfer.files[0]);
+  });
+  $("download-csv").addEventListener("click", downloadCsv);
+  $("sign").addEventListener("click", sign);
+  $("verify").addEventListener("click", verify);
+  fetch("/readyz").then((r) => r.ok ? r.json() : null).then((ready) => {
+    if (ready && ready.model && ready.model.untrained_demo) $("demo-banner").hidden = false;
+  });
+  loadRecent();
+});
