@@ -25,6 +25,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,6 +73,9 @@ class ServiceProcess:
             "DEEPFAKE_MODEL_REPOSITORY": str(repository),
             "DEEPFAKE_MAX_IN_FLIGHT": "64",
             "DEEPFAKE_RATE_LIMIT": "100000/minute",
+            # repeated videos must be analysed each time, not answered from the history
+            "DEEPFAKE_HISTORY_CACHE": "false",
+            "DEEPFAKE_DATABASE_URL": f"sqlite:///{tempfile.mkdtemp(prefix='e2e-history-')}/history.sqlite3",
             **(extra_env or {}),
         }
         self.process = subprocess.Popen(
@@ -176,6 +180,29 @@ def max_deltas(scores: dict, reference: dict) -> tuple[float, float]:
     return max(frames), max(videos)
 
 
+def measure_cache(repository: Path, videos: list[Path]) -> dict:
+    """A re-upload of a file already analysed by the same model: answered from the history."""
+    service = ServiceProcess("embedded", repository, {"DEEPFAKE_HISTORY_CACHE": "true"})
+    try:
+        first, again = [], []
+        with httpx.Client(timeout=300) as client:
+            for video in sorted(set(videos)):
+                files = {"file": (video.name, video.read_bytes())}
+                for times in (first, again):
+                    started = time.perf_counter()
+                    answer = client.post(service.url + "/predict/", files=files).json()
+                    times.append(time.perf_counter() - started)
+                assert answer["cached"], "the second upload should come from the history"
+    finally:
+        service.close()
+    return {
+        "videos": len(first),
+        "first_upload_p50_s": statistics.median(first),
+        "re_upload_p50_s": statistics.median(again),
+        "ratio": statistics.median(again) / statistics.median(first),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2, help="passes over the seed videos per concurrency")
@@ -188,6 +215,7 @@ def main() -> None:
     )
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--cache", action="store_true", help="also time a re-upload answered from the history")
     parser.add_argument(
         "--precisions",
         nargs="+",
@@ -256,6 +284,12 @@ def main() -> None:
         if triton:
             triton.stop()
 
+    cache = measure_cache(args.repository, videos) if args.cache else None
+    if cache:
+        print(
+            f"cache: first upload p50 {cache['first_upload_p50_s']:.3f} s,"
+            f" re-upload p50 {cache['re_upload_p50_s']:.3f} s ({cache['ratio']:.3f}x)"
+        )
     base = {r["concurrency"]: r["videos_per_s"] for r in rows if r["pipeline"].startswith("original")}
     fp32_p50 = {r["concurrency"]: r["p50_s"] for r in rows if r["pipeline"] == "service (embedded-fp32)"}
     for row in rows:
@@ -286,6 +320,7 @@ def main() -> None:
                 "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
                 "model": "sensitive test model (residual_scale 0.2)" if args.precisions else "repository",
                 "rows": rows,
+                "cache": cache,
             },
             indent=2,
         )
