@@ -13,7 +13,7 @@ from preprocess_service import presenter
 from preprocess_service.dependencies import Authorised, ServicesDep
 from preprocess_service.errors import NotFound
 from preprocess_service.history.models import AnalysisRecord
-from preprocess_service.schemas import AnalysisPage, AnalysisSummary, StatsResponse, StoredAnalysis
+from preprocess_service.schemas import AnalysisPage, AnalysisSummary, ErrorResponse, StatsResponse, StoredAnalysis
 
 router = APIRouter(tags=["history"], dependencies=[Authorised])
 
@@ -57,7 +57,10 @@ async def _record(services: ServicesDep, analysis_id: str) -> AnalysisRecord:
     return record
 
 
-@router.get("/analyses/{analysis_id}.csv", responses={200: {"content": {"text/csv": {}}}})
+@router.get(
+    "/analyses/{analysis_id}.csv",
+    responses={200: {"content": {"text/csv": {}}}, 404: {"model": ErrorResponse, "description": "no such analysis"}},
+)
 async def analysis_csv(analysis_id: str, services: ServicesDep) -> Response:
     """The analysis's per-frame scores, as /predict_csv/ gave them."""
     record = await _record(services, analysis_id)
@@ -68,7 +71,11 @@ async def analysis_csv(analysis_id: str, services: ServicesDep) -> Response:
     )
 
 
-@router.get("/analyses/{analysis_id}", response_model=StoredAnalysis)
+@router.get(
+    "/analyses/{analysis_id}",
+    response_model=StoredAnalysis,
+    responses={404: {"model": ErrorResponse, "description": "no such analysis"}},
+)
 async def get_analysis(analysis_id: str, services: ServicesDep) -> StoredAnalysis:
     """The whole answer as it was given, with when it was made."""
     record = await _record(services, analysis_id)
