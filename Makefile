@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 REPO   := model_repository
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup model serve test lint triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-load kubectl chromium clean
+IMAGE  ?= localhost/deepfake-service:0.1.0
+
+.PHONY: image image-test setup model serve test lint triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-load kubectl chromium clean
 LINTED := export preprocess_service model_contract evaluation deepfake_client tests benchmarks deploy
 
 setup: $(STAMP)
@@ -34,6 +36,14 @@ lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
+
+# The service image, built with buildah (base bootstrapped from Debian's packages when no registry
+# answers), then run as built and with a read-only root as user 10001 (README, "Container images").
+image:
+	bash deploy/docker/build_image.sh $(IMAGE)
+
+image-test: image model
+	$(BIN)/python deploy/docker/image_test.py --image $(IMAGE) --repository $(REPO)
 
 # The evaluation report is opened in headless Chromium (Debian's; Playwright drives it, never downloads one).
 chromium:

@@ -36,6 +36,11 @@ def atomic_path(final_path: Path) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        # mkstemp made it 0600: a server running as another user (Triton's, the service image's
+        # user 10001) must be able to read what is published.
+        umask = os.umask(0)
+        os.umask(umask)
+        temporary_path.chmod(0o666 & ~umask)
         os.replace(temporary_path, final_path)
     finally:
         temporary_path.unlink(missing_ok=True)

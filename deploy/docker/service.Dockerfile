@@ -1,36 +1,61 @@
 # The front service: FastAPI + PyAV + MediaPipe + ONNX Runtime / tritonclient. No torch.
-# Build from the repository root:  docker build -f deploy/docker/service.Dockerfile -t deepfake-service:0.1.0 .
+# Builds unchanged with docker/podman against a registry, or here with `make image` (buildah, a
+# debian:bookworm-slim base bootstrapped from Debian's packages when no registry is reachable).
+#   buildah bud -f deploy/docker/service.Dockerfile -t deepfake-service:0.1.0 .
+ARG BASE=docker.io/library/debian:bookworm-slim
 
-FROM python:3.11-slim-bookworm AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /src
-RUN python -m venv /opt/venv
+FROM ${BASE} AS build
+# A build host behind a TLS-inspecting proxy mounts its CA bundle and points pip at it
+# (build_image.sh does); elsewhere Debian's bundle is right.
+ARG PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
+# Debian's own Python (3.11 in bookworm, the version the project is tested with).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY export/ export/
+COPY model_contract/ model_contract/
 COPY preprocess_service/ preprocess_service/
-# Versions come from pyproject.toml's [serve] extra (mediapipe pinned there).
+# Versions come from pyproject.toml's [serve] extra (mediapipe pinned there). The face model is
+# taken out of the mediapipe 0.10.21 wheel and checked against its SHA-256 (face_model.py).
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[serve]" \
  && python -m preprocess_service.face_model /opt/models/face_detection_short_range.tflite
 
-FROM python:3.11-slim-bookworm
-# opencv-contrib-python (required by mediapipe) links libGL and glib even when headless.
+FROM ${BASE}
+ARG VERSION=0.1.0
+ARG SOURCE=https://example.invalid/deepfake-detector
+LABEL org.opencontainers.image.title="deepfake-service" \
+      org.opencontainers.image.description="Deepfake video detection: upload, verdict, evidence, receipts" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      io.deepfake.model-contract="deepfake_backbone: faces UINT8 [n,S,S,3] -> features FP32 [n,2048]; deepfake_temporal: features FP32 [b,t,2048] -> probabilities FP32 [b,2] (FAKE, REAL)"
+# opencv-contrib-python (required by mediapipe) links libGL and glib, and mediapipe 1.2 loads
+# libEGL and libGLESv2 at start, even on a CPU.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+ && apt-get install -y --no-install-recommends python3 libgl1 libegl1 libgles2 libglib2.0-0 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /tmp --shell /usr/sbin/nologin deepfake \
  && install -d -o 10001 -m 0700 /var/lib/deepfake/keys
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/models /opt/models
+# Mount points: the model repository (read-only) and nothing else is written outside /tmp.
+RUN install -d -m 0755 /models
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     OMP_WAIT_POLICY=PASSIVE \
     DEEPFAKE_FACE_MODEL_PATH=/opt/models/face_detection_short_range.tflite \
     DEEPFAKE_KEYS_DIR=/var/lib/deepfake/keys \
-    DEEPFAKE_UPLOAD_DIR=/tmp/uploads
+    DEEPFAKE_UPLOAD_DIR=/tmp/uploads \
+    DEEPFAKE_DATABASE_URL=sqlite:////tmp/history.sqlite3 \
+    DEEPFAKE_MODEL_REPOSITORY=/models
 USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s \
