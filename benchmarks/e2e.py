@@ -161,10 +161,8 @@ def served_scores(url: str, videos: list[Path]) -> dict[str, tuple[float, list[f
     """Per video: the verdict's P(FAKE) and every sampled frame's (None where no face)."""
     scores = {}
     for video in sorted(set(videos)):
-        files = {"file": (video.name, video.read_bytes())}
-        verdict = httpx.post(url + "/predict/", files=files, timeout=300).json()["p_fake"]
-        frames = httpx.post(url + "/predict_csv/", files=files, timeout=300).json()["frames_csv"]
-        scores[video.name] = (verdict, [row["p_fake"] for row in frames])
+        answer = httpx.post(url + "/predict/", files={"file": (video.name, video.read_bytes())}, timeout=300).json()
+        scores[video.name] = (answer["p_fake"], [row["p_fake"] for row in answer["frames"]])
     return scores
 
 

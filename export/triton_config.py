@@ -19,7 +19,6 @@ from export.checkpoint import LoadedModel
 from export.onnx_export import write_text_atomically
 from model_contract import (
     BACKBONE_INPUT,
-    BACKBONE_MODEL,
     BACKBONE_OUTPUT,
     FEATURE_DIM,
     LABELS_FILE,
@@ -27,6 +26,7 @@ from model_contract import (
     TEMPORAL_INPUT,
     TEMPORAL_MODEL,
     TEMPORAL_OUTPUTS,
+    backbone_model_name,
 )
 from model_contract import DEFAULT_MAX_BATCH as MAX_BATCH_SIZE
 
@@ -110,8 +110,7 @@ PREFERRED_BATCHES = (16, 32, MAX_BATCH_SIZE)
 
 def backbone_config(model: LoadedModel, kind: str, platform: Platform = ONNX, precision: str = "fp32") -> str:
     size, profile = model.input_size, model.preprocessing
-    name = BACKBONE_MODEL if precision == "fp32" else f"{BACKBONE_MODEL}_{precision}"
-    config = _common(model, name, platform, kind, precision)
+    config = _common(model, backbone_model_name(precision), platform, kind, precision)
     config.input.add(name=BACKBONE_INPUT, data_type=model_config_pb2.TYPE_UINT8, dims=[size, size, 3])
     config.output.add(name=platform.output_names[0], data_type=model_config_pb2.TYPE_FP32, dims=[FEATURE_DIM])
     config.dynamic_batching.preferred_batch_size.extend(PREFERRED_BATCHES)

@@ -26,11 +26,6 @@ from model_contract import PreprocessingProfile, default_profile
 LOGIT_STD = 2.0  # per-frame logit difference spread after scaling: P(FAKE) mostly in 0.1-0.9
 
 
-def real_crops(videos: list[Path], profile: PreprocessingProfile, frames_per_video: int = 30) -> list[np.ndarray]:
-    """The model inputs the service itself makes from each video (its decode and face path)."""
-    return face_crops(videos, profile, frames_per_video)
-
-
 def _calibrate_batch_norm(trunk: torch.nn.Module, inputs: torch.Tensor, chunk: int = 16) -> None:
     """Running statistics = the cumulative mean over ``inputs`` (momentum None), then eval mode."""
     for module in trunk.modules():
@@ -64,7 +59,7 @@ def sensitive_model(
     profile = profile or default_profile(family)
     torch.manual_seed(seed)
     detector = build_detector(family, options).eval()
-    per_video = real_crops(videos, profile)
+    per_video = face_crops(videos, profile)  # the service's own decode and face path
     pool = np.concatenate(per_video)
     inputs = normalise(torch.from_numpy(pool), profile)
     with torch.no_grad():

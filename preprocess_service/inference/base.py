@@ -25,6 +25,7 @@ from model_contract import (
     threshold_key,
 )
 from preprocess_service.errors import BackendUnavailable
+from preprocess_service.scoring import DEFAULT_THRESHOLD, RULES
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class ModelInfo:
     max_time: int | None = None  # longest sequence the temporal head takes (None: no limit)
     precision: str = "fp32"  # the backbone's arithmetic
     runtime: str = "unknown"  # the engine that runs it, as it reports itself
-    thresholds: dict[str, float] = field(default_factory=lambda: {"sequence": 0.5, "original": 0.5})
+    thresholds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(RULES, DEFAULT_THRESHOLD))
 
     @classmethod
     def from_parameters(
@@ -70,7 +71,7 @@ class ModelInfo:
             max_time=int(max_time) if max_time.isdigit() else None,
             precision=parameters.get(PRECISION, "fp32"),
             runtime=runtime,
-            thresholds={rule: float(parameters.get(threshold_key(rule), "0.5")) for rule in ("sequence", "original")},
+            thresholds={rule: float(parameters.get(threshold_key(rule), DEFAULT_THRESHOLD)) for rule in RULES},
         )
 
 

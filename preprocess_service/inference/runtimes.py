@@ -42,9 +42,13 @@ def resolve_runtime(runtime: str, precision: str) -> str:
     chosen = AUTO_RUNTIME[precision] if runtime == "auto" else runtime
     if chosen not in RUNTIMES:
         raise RuntimeUnavailable(f"unknown runtime {runtime!r}: auto, {', '.join(RUNTIMES)}")
-    if precision == "bf16" and chosen != "openvino":
-        raise RuntimeUnavailable("bf16 models run on OpenVINO: set DEEPFAKE_RUNTIME=openvino (or auto)")
+    _require_openvino_for_bf16(chosen, precision)
     return chosen
+
+
+def _require_openvino_for_bf16(runtime: str, precision: str) -> None:
+    if precision == "bf16" and runtime != "openvino":
+        raise RuntimeUnavailable("bf16 models run on OpenVINO: set DEEPFAKE_RUNTIME=openvino (or auto)")
 
 
 class OnnxRuntimeModel:
@@ -82,7 +86,10 @@ class OpenVinoModel:
         self.input_names = [port.get_any_name() for port in self.compiled.inputs]
         self.output_names = [port.get_any_name() for port in self.compiled.outputs]
         self.input_shape = [dim.get_length() if dim.is_static else None for dim in source.inputs[0].get_partial_shape()]
-        self.metadata = _onnx_metadata(path)
+        # the ONNX file's metadata, as OpenVINO read it (no second load of the weights)
+        info = source.get_rt_info()
+        framework = info["framework"] if "framework" in info.keys() else {}
+        self.metadata = {key: value.astype(str) for key, value in framework.items()}
         self._local = threading.local()  # an infer request is not thread-safe: one per thread
 
     def run(self, output: str, feed: dict[str, np.ndarray]) -> np.ndarray:
@@ -93,19 +100,10 @@ class OpenVinoModel:
         return np.array(request.get_tensor(output).data, copy=True)  # the request reuses its buffers
 
 
-def _onnx_metadata(path: Path) -> dict[str, str]:
-    """The export's parameters, read without loading weights (ONNX Runtime reads them fast)."""
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return dict(session.get_modelmeta().custom_metadata_map)
-
-
 def open_model(
     path: Path, runtime: str, precision: str = "fp32", memory_arena: bool = True
 ) -> OnnxRuntimeModel | OpenVinoModel:
+    _require_openvino_for_bf16(runtime, precision)
     if runtime == "openvino":
         return OpenVinoModel(path, precision)
-    if precision == "bf16":
-        raise RuntimeUnavailable("bf16 models run on OpenVINO: set DEEPFAKE_RUNTIME=openvino (or auto)")
     return OnnxRuntimeModel(path, memory_arena)
