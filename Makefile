@@ -8,7 +8,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 IMAGE  ?= localhost/deepfake-service:0.1.0
 
-.PHONY: image image-test setup model serve test lint triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-load kubectl chromium clean
+.PHONY: image image-test setup model serve test lint triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-load kubectl chromium postgres redis clean
 LINTED := export preprocess_service model_contract evaluation deepfake_client tests benchmarks deploy
 
 setup: $(STAMP)
@@ -28,7 +28,7 @@ model: setup
 serve: model
 	$(BIN)/deepfake-serve --host 127.0.0.1 --port 8080 --model-repository $(REPO)
 
-test: lint kubectl chromium
+test: lint kubectl chromium postgres redis
 	$(BIN)/python -m pytest
 
 # Lint, format check and types: a finding fails `make test`, and so CI.
@@ -52,6 +52,21 @@ chromium:
 # The deployment tests render the kustomize overlays with kubectl (Debian: kubernetes-client).
 kubectl:
 	@command -v kubectl >/dev/null || { apt-get update -qq && apt-get install -y -qq kubernetes-client; }
+
+# The history and rate-limit tests start their own PostgreSQL and Redis (tests/databases.py: private
+# servers on free loopback ports, in temporary directories); only the binaries are needed. Debian's
+# system cluster is not created (create_main_cluster = false before the server package installs, as
+# the official postgres image does); a system redis the package may start (6379) is never used.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-common && \
+		sed -ri 's/^#?[[:space:]]*create_main_cluster.*/create_main_cluster = false/' \
+			/etc/postgresql-common/createcluster.conf && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+redis:
+	@command -v redis-server >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 # A real tritonserver (2.51, from PyPI wheels, CPU config) on 127.0.0.1:8000/8001/8002, foreground.
 triton: model

@@ -31,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.triton_url:
         grpc = (args.backend or os.environ.get("DEEPFAKE_BACKEND", "")) == "triton-grpc"
         os.environ["DEEPFAKE_TRITON_GRPC_URL" if grpc else "DEEPFAKE_TRITON_HTTP_URL"] = args.triton_url
+    from preprocess_service.access import server_options
     from preprocess_service.settings import get_settings
+
+    settings = get_settings()
 
     # A bounded drain: on SIGTERM, requests in flight get this long, then the process exits anyway
     # (a stalled upload must not keep a pod terminating forever).
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         workers=args.workers,
         log_level="info",
-        timeout_graceful_shutdown=get_settings().shutdown_drain_s,
+        timeout_graceful_shutdown=settings.shutdown_drain_s,
+        **server_options(settings.trusted_proxies),  # X-Forwarded-For believed only from trusted proxies
     )
 
 

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from preprocess_service import artifacts
+from preprocess_service import artifacts, retention
 from preprocess_service.access import access_policy
 from preprocess_service.dependencies import Services
 from preprocess_service.errors import BackendUnavailable, InvalidRequest, ServiceError
@@ -27,8 +27,10 @@ from preprocess_service.inference import make_backend
 from preprocess_service.integrity import load_signer
 from preprocess_service.metrics import Metrics, RequestCounter
 from preprocess_service.pipeline import Analyzer
+from preprocess_service.routes import artifacts as artifact_routes
 from preprocess_service.routes import health, history, integrity, page, predict
 from preprocess_service.schemas import ErrorResponse
+from preprocess_service.security_headers import SecurityHeaders
 from preprocess_service.settings import Settings, deprecated_names_in, get_settings
 
 log = logging.getLogger("deepfake")
@@ -87,16 +89,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with contextlib.suppress(BackendUnavailable):  # not ready yet: /readyz says so, requests retry
             await services.analyzer.model_info()
         app.state.services = services
-        sweeper = (
-            asyncio.create_task(artifacts.sweep_forever(settings.artifacts_dir, settings.artifacts_ttl_s))
-            if settings.artifacts
-            else None
-        )
+        chores = [asyncio.create_task(retention.purge_forever(services.history, settings))]
+        if settings.artifacts:
+            settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+            chores.append(
+                asyncio.create_task(artifacts.sweep_forever(settings.artifacts_dir, settings.artifacts_ttl_s))
+            )
         try:
             yield
         finally:
-            if sweeper:
-                sweeper.cancel()
+            for chore in chores:
+                chore.cancel()
             await backend.close()
             pool.shutdown(wait=True)
             face_pool.shutdown(wait=True)
@@ -105,9 +108,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 services.history.store.close()
 
     metrics = Metrics()
-    access = access_policy(
-        settings.api_keys, settings.require_api_key, settings.rate_limit, settings.signing_rate_limit
-    )  # a bad key list fails here, at start-up
+    access = access_policy(  # a bad key list or storage URL fails here, at start-up
+        settings.api_keys,
+        settings.require_api_key,
+        settings.rate_limit,
+        settings.signing_rate_limit,
+        settings.auth_failure_limit,
+        settings.rate_limit_storage,
+    )
     app = FastAPIOffline(  # Swagger UI and ReDoc served from the installed package, no CDN
         title="Deepfake detection",
         description="Upload a short video: FAKE or REAL, with confidence, per-frame evidence and a signature.",
@@ -120,17 +128,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(integrity.router)
     app.include_router(health.router)
     app.include_router(history.router)
+    app.include_router(artifact_routes.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
-    if settings.artifacts:
-        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        app.mount(artifacts.URL_PREFIX, StaticFiles(directory=settings.artifacts_dir), name="artifacts")
     app.add_middleware(RequestCounter, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
+    app.add_middleware(SecurityHeaders)  # outermost: every answer gets the headers, errors included
     return app

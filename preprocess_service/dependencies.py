@@ -10,8 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from preprocess_service.access import AccessPolicy
-from preprocess_service.errors import Overloaded
+from preprocess_service.access import AccessPolicy, Caller
+from preprocess_service.errors import Overloaded, Unauthorized
 from preprocess_service.faces import FaceDetector
 from preprocess_service.history.recorder import History
 from preprocess_service.inference import InferenceBackend
@@ -60,16 +60,20 @@ async def _analysis_slot(services: Services) -> AsyncIterator[None]:
         services.metrics.in_flight.dec()
 
 
-async def admitted(request: Request, services: Services = Depends(get_services)) -> AsyncIterator[None]:
+async def admitted(request: Request, services: Services = Depends(get_services)) -> AsyncIterator[Caller]:
     """Authorised (where keys are required), within the caller's rate, and within the slots."""
-    services.access.admit(request)
+    caller = services.access.admit(request)
     async with _analysis_slot(services):
-        yield
+        yield caller
 
 
-async def authorised(request: Request, services: Services = Depends(get_services)) -> None:
-    """Reads (history, stats): a key where every route needs one, and the caller's rate."""
-    services.access.admit(request)
+async def owner_of_request(request: Request, services: Services = Depends(get_services)) -> Caller:
+    """Stored things (history, stats, artefacts): a caller who owns some. Where keys are configured,
+    a caller without one owns nothing here and gets 401, whether keys are required or not."""
+    caller = services.access.admit(request)
+    if caller.owner is None:
+        raise Unauthorized("the history belongs to API keys: send one (X-API-Key or Authorization: Bearer)")
+    return caller
 
 
 async def admitted_to_sign(request: Request, services: Services = Depends(get_services)) -> AsyncIterator[None]:
@@ -94,11 +98,13 @@ def multipart_body(*text_fields: str) -> dict:
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
-# What routes declare: ``services: ServicesDep``, ``upload: UploadDep``, ``dependencies=[Admitted]``.
+# What routes declare: ``services: ServicesDep``, ``upload: UploadDep``, ``caller: AdmittedCaller``
+# (an analysis slot) or ``OwnerCaller`` (stored things), ``dependencies=[Admitted]``.
 # scope="function": the slot is released and the temporary file deleted when the route returns,
 # before the answer is sent, so a client that has its answer never sees a file or slot still held.
 ServicesDep = Annotated[Services, Depends(get_services)]
-Authorised = Depends(authorised)
 UploadDep = Annotated[Upload, Depends(received_upload, scope="function")]
+AdmittedCaller = Annotated[Caller, Depends(admitted, scope="function")]
+OwnerCaller = Annotated[Caller, Depends(owner_of_request)]
 Admitted = Depends(admitted, scope="function")
 AdmittedToSign = Depends(admitted_to_sign, scope="function")

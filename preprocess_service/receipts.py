@@ -10,6 +10,7 @@ byte in the file, a changed score or another key fails it. ``POST /integrity/ver
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from datetime import datetime
@@ -56,3 +57,12 @@ def receipt_claims(analysis: Analysis, sha256: str, size: int, issued_at: dateti
         "frames_digest": frames_digest(scored(analysis.frames)),
         "analysis_id": analysis_id,
     }
+
+
+def reissued_claims(stored_receipt: str, issued_at: datetime) -> dict:
+    """The claims of a receipt this service stored with an answer, issued anew: a cached answer is
+    signed now with the active key (a receipt signed by a key rotated out since would no longer
+    verify here), saying the same things about the same file and analysis."""
+    payload = stored_receipt.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return {**claims, "iat": int(issued_at.timestamp())}

@@ -174,6 +174,7 @@ class AnalysisSummary(BaseModel):
     p_fake: float
     rule: str
     precision: str
+    checkpoint_sha256: str = Field(description="the model that made it (with precision: which answers compare)")
     untrained_demo: bool
     processing_time_sec: float
 
@@ -187,8 +188,13 @@ class AnalysisPage(BaseModel):
 
 class StoredAnalysis(BaseModel):
     id: str
-    created_at: str
+    created_at: str = Field(description="ISO 8601, UTC with its offset")
     answer: dict = Field(description="the /predict/ answer as it was given")
+
+
+class ErasureResponse(BaseModel):
+    deleted: int = Field(description="analyses erased, with their stored images")
+    ids: list[str]
 
 
 class StatsResponse(BaseModel):

@@ -96,11 +96,28 @@ class Settings(BaseSettings):
     artifacts_dir: Path = Path("var/artifacts")
     artifacts_ttl_s: int = 3600
 
-    # Access (see access.py): keys stored hashed, "id:sha256hex,..."; none configured = open (a laptop)
-    api_keys: str = Field("", description="id:sha256-hex entries, comma-separated (a Secret in a cluster)")
+    # Access (see access.py): keys stored hashed, "id:sha256hex[:operator],..."; none configured = open (a laptop)
+    api_keys: str = Field(
+        "",
+        description="id:sha256-hex[:operator] entries, comma-separated (a Secret in a cluster); "
+        "an operator key sees and erases every owner's analyses",
+    )
     require_api_key: bool = Field(False, description="with keys configured: needed for every route, not only signing")
     rate_limit: str = Field("120/minute", description="per API key, else per client address (limits syntax)")
     signing_rate_limit: str = Field("30/minute", description="signing and verifying, per caller")
+    auth_failure_limit: str = Field(
+        "20/minute", description="failed authentications per client address; past it, 429 before any key is checked"
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="where rate-limit counters live (limits storage URL): memory:// is per process; "
+        "redis://host:6379/0 is shared by every replica",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="addresses (IPs or CIDRs, comma-separated; * for any) whose X-Forwarded-For is believed; "
+        "default none: the socket's peer is the client",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = CORS off")
 
     # History (preprocess_service/history): every answer stored; SQLite here, PostgreSQL in a cluster
@@ -109,8 +126,17 @@ class Settings(BaseSettings):
         "sqlite:///var/history.sqlite3", description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db"
     )
     history_cache: bool = Field(
-        True, description="answer a file already analysed by the same model from the history (?refresh=1 forces)"
+        True,
+        description="answer a file this owner already analysed with the same model from the history "
+        "(?refresh=1 forces)",
     )
+    history_retention_days: float = Field(
+        90, ge=0, description="analyses (and their artefacts) older than this are purged; 0 = kept forever"
+    )
+    history_max_per_owner: int = Field(
+        10_000, ge=0, description="only the newest this many analyses per owner are kept; 0 = no bound"
+    )
+    history_purge_interval_s: float = Field(3600, gt=0, description="how often the retention purge runs")
 
     # Integrity
     signing_key: Path | None = Field(None, description="PEM private key, e.g. a mounted Kubernetes Secret")

@@ -25,6 +25,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from preprocess_service.errors import EmptyUpload, InvalidRequest, MalformedUpload, UploadTimeout, UploadTooLarge
+from preprocess_service.sanitize import MAX_FILENAME_CHARS, clean_text
 
 FILE_FIELD = "file"
 MAX_TEXT_FIELD_BYTES = 64 * 1024
@@ -94,7 +95,8 @@ class _Receiver:
             if self.file_seen:
                 raise InvalidRequest(f"more than one '{FILE_FIELD}' part")
             self.file_seen = True
-            self.filename = Path(options[b"filename"].decode("utf-8", "replace")).name
+            name = Path(options[b"filename"].decode("utf-8", "replace")).name
+            self.filename = clean_text(name, MAX_FILENAME_CHARS) or ""
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]

@@ -26,6 +26,7 @@ from preprocess_service.errors import (
     UnreadableVideo,
     VideoTooLarge,
 )
+from preprocess_service.sanitize import MAX_METADATA_CHARS, clean_text
 
 SEEK_COST_IN_FRAMES = 8  # a seek flushes the decoder: worth a few decoded frames (measured order)
 QUICKTIME_KEYS = {
@@ -172,23 +173,27 @@ def _metadata(container, stream, path: Path, timeline: _Timeline, rotation: int)
     width, height = stream.codec_context.width, stream.codec_context.height
     if rotation % 180:
         width, height = height, width
+
+    def tag(*names: str) -> str | None:
+        return clean_text(next((tags[n] for n in names if tags.get(n)), None), MAX_METADATA_CHARS)
+
     return VideoMetadata(
         width=width,
         height=height,
-        video_codec=stream.codec_context.name,
+        video_codec=clean_text(stream.codec_context.name, MAX_METADATA_CHARS) or "",
         frame_rate=round(frame_rate, 3),
         nb_frames=count,
         bit_rate=container.bit_rate or stream.bit_rate,
         duration=round(duration, 3),
         file_size=path.stat().st_size,
-        format=container.format.name,
+        format=clean_text(container.format.name, MAX_METADATA_CHARS) or "",
         rotation=rotation,
-        creation_time=tags.get("creation_time"),
-        location=tags.get(QUICKTIME_KEYS["location"]) or tags.get("location"),
-        make=tags.get(QUICKTIME_KEYS["make"]),
-        model=tags.get(QUICKTIME_KEYS["model"]),
-        software=tags.get(QUICKTIME_KEYS["software"]),
-        encoder=tags.get("encoder"),
+        creation_time=tag("creation_time"),
+        location=tag(QUICKTIME_KEYS["location"], "location"),
+        make=tag(QUICKTIME_KEYS["make"]),
+        model=tag(QUICKTIME_KEYS["model"]),
+        software=tag(QUICKTIME_KEYS["software"]),
+        encoder=tag("encoder"),
     )
 
 

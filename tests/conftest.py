@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_VIDEOS = ROOT.parent / "shared" / "testdata" / "seed_videos"
@@ -53,3 +56,43 @@ def triton(demo_repository):
     server = start_triton(demo_repository)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL (tests/databases.py), started once per session on a free loopback port:
+    never one the machine runs. If it cannot start, the tests that need it fail; they are never skipped."""
+    from tests.databases import start_postgres
+
+    server = start_postgres()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A private Redis (tests/databases.py), started once per session on a free loopback port, persisting
+    nothing. If it cannot start, the tests that need it fail; they are never skipped."""
+    from tests.databases import start_redis
+
+    server = start_redis()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """Both databases, always: PostgreSQL is what a cluster stores the history in, and its dialect
+    (types, time zones, locking) is where SQLite-only tests would let a bug through."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/history.sqlite3"
+        return
+    server = request.getfixturevalue("postgres_url")  # only PostgreSQL cases start the server
+    schema = f"t{uuid.uuid4().hex[:12]}"  # a fresh schema per test: migrations run from nothing
+    engine = create_engine(server)
+    with engine.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    yield f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{schema}"
+    with engine.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()

@@ -128,3 +128,20 @@ def resolution_switch(path: Path, small: int = 64, large: int = 1024, count: int
                 packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 25)
                 out.mux(packet)
     return path
+
+
+def tagged_video(source: Path, path: Path, tags: dict[str, str]) -> Path:
+    """``source``'s H.264 packets in a QuickTime file whose metadata holds ``tags`` (keys such as
+    ``com.apple.quicktime.make`` are written as a phone writes them: ``mdta`` keys)."""
+    with (
+        av.open(str(source)) as inp,
+        av.open(str(path), "w", format="mov", options={"movflags": "use_metadata_tags"}) as out,
+    ):
+        out.metadata.update(tags)
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = stream
+            out.mux(packet)
+    return path

@@ -118,6 +118,25 @@ def test_the_service_runs_locked_down(overlay):
     assert volumes["signing-key"]["secret"]["secretName"] == "deepfake-signing-key"
 
 
+SECRET_SETTINGS = {  # credentials inside URLs: from Secrets, never a ConfigMap or a literal in the manifests
+    "DEEPFAKE_API_KEYS": ("deepfake-api-keys", "api_keys"),
+    "DEEPFAKE_DATABASE_URL": ("deepfake-database", "url"),
+    "DEEPFAKE_RATE_LIMIT_STORAGE": ("deepfake-rate-limits", "url"),
+}
+
+
+def test_credentials_come_from_secrets_and_shared_state_is_shared(overlay):
+    """Every replica must share the history and the rate-limit counters (else N pods allow N x the limit),
+    so both URLs are set in every overlay, and from Secrets: they carry passwords."""
+    _, objects = overlay
+    env = {e["name"]: e for e in container(objects, "deepfake-api")["env"]}
+    settings = find(objects, "ConfigMap", "deepfake-api-settings")["data"]
+    for name, (secret, key) in SECRET_SETTINGS.items():
+        assert "value" not in env[name] and name not in settings, name
+        assert env[name]["valueFrom"] == {"secretKeyRef": {"name": secret, "key": key}}, name
+    assert settings["DEEPFAKE_TRUSTED_PROXIES"] == ""  # none believed until the ingress's addresses are set
+
+
 def _settings_fields() -> set[str]:
     return {f"DEEPFAKE_{name.upper()}" for name in Settings.model_fields}
 

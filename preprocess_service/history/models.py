@@ -1,11 +1,32 @@
-"""One table: an analysis, its indexed facts, and the whole answer as it was given."""
+"""One table: an analysis, its owner, its indexed summary, and the whole answer as it was given."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Index, String
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Dialect, Float, Index, String, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Times stored in UTC and read back with their offset, on every database.
+
+    SQLite has no time zone type: SQLAlchemy writes the clock digits and drops the offset, so a
+    filter ``since=10:00+02:00`` compared as 10:00 UTC. Every time is converted to UTC before it
+    is written or compared (a time without an offset is taken as UTC), and read back as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -16,7 +37,8 @@ class AnalysisRecord(Base):
     __tablename__ = "analyses"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    owner: Mapped[str] = mapped_column(String(64))  # the API key id that made it (access.py), or "local"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     filename: Mapped[str] = mapped_column(String(512))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -28,7 +50,12 @@ class AnalysisRecord(Base):
     result: Mapped[str] = mapped_column(String(8), index=True)
     p_fake: Mapped[float] = mapped_column(Float)
     total_s: Mapped[float] = mapped_column(Float)
-    # verdicts, every frame's score and box, stage timings, model block, metadata, receipt
+    # verdicts, every frame's score and box, stage timings, model block, metadata, receipt:
+    # read only for one analysis (GET /analyses/{id}, its CSV, a cache hit), never by listings
     answer: Mapped[dict] = mapped_column(JSON)
 
-    __table_args__ = (Index("ix_analyses_sha256_model", "sha256", "model_key"),)
+    __table_args__ = (
+        Index("ix_analyses_created_at", "created_at"),
+        Index("ix_analyses_owner_created", "owner", "created_at"),
+        Index("ix_analyses_owner_sha256_model", "owner", "sha256", "model_key"),
+    )

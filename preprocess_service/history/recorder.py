@@ -2,8 +2,11 @@
 
 A database that is down, locked or full must never cost a caller the answer: every failure here is
 logged and counted (``deepfake_history_errors``), and the analysis goes on as if there were no
-history. A cached answer is given only for the same file (SHA-256) and the same model and
-settings (``model_key``); a model without a known identity (no checkpoint hash) is never cached.
+history; the last write failure shows in ``/readyz`` until a write succeeds again. A cached answer
+is given only to the owner who made it, for the same file (SHA-256) and the same model and
+settings (``model_key``): one owner's cache never tells another that a file was uploaded. A model
+without a known identity (no checkpoint hash) is never cached; a caller without an owner (no key
+where keys are configured) is neither stored nor answered from the history.
 """
 
 from __future__ import annotations
@@ -60,6 +63,19 @@ def model_key(model: ModelInfo, settings: Settings) -> str | None:
 class History:
     def __init__(self, store: HistoryStore | None, metrics: Metrics, cache: bool = True) -> None:
         self.store, self._metrics, self._cache = store, metrics, cache
+        self.write_failure: str | None = None  # the last failed save, until one succeeds
+
+    def health(self) -> dict:
+        """What /readyz says of the history: off, ok, or degraded (answers given but not stored)."""
+        if self.store is None:
+            return {"status": "off"}
+        failure = self.write_failure
+        if failure is None:
+            try:
+                self.store.check_file()
+            except OSError as error:
+                failure = str(error)
+        return {"status": "degraded", "error": failure} if failure else {"status": "ok"}
 
     async def _safely(self, operation: str, call: Callable[[], T]) -> T | None:
         if self.store is None:
@@ -71,23 +87,25 @@ class History:
             self._metrics.history_errors.labels(operation).inc()
             return None
 
-    async def cached_answer(self, sha256: str, key: str | None) -> dict | None:
-        if not self._cache or key is None or self.store is None:
+    async def cached_answer(self, owner: str | None, sha256: str, key: str | None) -> dict | None:
+        if not self._cache or key is None or owner is None or self.store is None:
             return None
         store = self.store
-        record = await self._safely("lookup", lambda: store.cached(sha256, key))
+        record = await self._safely("lookup", lambda: store.cached(owner, sha256, key))
         if record is None:
             return None
         self._metrics.cache_hits.inc()
         return {**record.answer, "history_id": record.id}
 
-    async def record(self, analysis_id: str, key: str | None, answer: dict, size: int) -> bool:
-        """Stores the answer; False (logged, counted) when the database failed."""
-        if self.store is None:
+    async def record(self, analysis_id: str, owner: str | None, key: str | None, answer: dict, size: int) -> bool:
+        """Stores the answer under its owner; False when there is none, or (logged, counted) when the
+        database failed."""
+        if self.store is None or owner is None:
             return False
         verdict = answer["verdicts"][answer["verdict_rule"]]
         record = AnalysisRecord(
             id=analysis_id,
+            owner=owner,
             created_at=datetime.now(UTC),
             filename=answer["filename"][:512],
             size=size,
@@ -103,7 +121,18 @@ class History:
             answer=answer,
         )
         store = self.store
-        return bool(await self._safely("save", lambda: store.save(record)))
+        try:
+            saved = await asyncio.to_thread(store.save, record)
+        except FAILURES as error:
+            log.error("history save failed: %r", error)
+            self._metrics.history_errors.labels("save").inc()
+            self.write_failure = f"the last analysis could not be stored: {error}"[:300]
+            return False
+        self.write_failure = None
+        return saved
+
+    def count_failure(self, operation: str) -> None:
+        self._metrics.history_errors.labels(operation).inc()
 
     def require(self) -> HistoryStore:
         if self.store is None:

@@ -1,28 +1,64 @@
-"""Reads and writes of the history, synchronous (the routes call them in a thread)."""
+"""Reads and writes of the history, synchronous (the routes call them in a thread).
+
+Every query takes an owner filter: an owner's key id, or None for every owner (the operator's view;
+access.Caller.owner_filter decides which). Listings and statistics read summary columns only, never
+the stored answers, so their cost does not grow with what an answer holds.
+"""
 
 from __future__ import annotations
 
+import os
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, func, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import ColumnElement, Engine, create_engine, delete, func, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from preprocess_service.history.models import AnalysisRecord
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+HEAD_REVISION = "0002"
 LATENCY_WINDOW = 10_000  # /stats percentiles over the most recent analyses
+DELETE_CHUNK = 500  # ids per DELETE … WHERE id IN (…): within every database's parameter limit
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a listing shows of one analysis: its indexed columns, never the answer."""
+
+    id: str
+    owner: str
+    created_at: datetime
+    filename: str
+    size: int
+    sha256: str
+    checkpoint_sha256: str
+    precision: str
+    untrained_demo: bool
+    rule: str
+    result: str
+    p_fake: float
+    total_s: float
+
+
+SUMMARY_COLUMNS = tuple(getattr(AnalysisRecord, name) for name in Summary.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
 class Page:
-    items: list[AnalysisRecord]
+    items: list[Summary]
     total: int
+
+
+class DatabaseFileGone(OSError):
+    """The SQLite file was removed or replaced under the running service: writes would go to a
+    deleted inode and be lost without an error, so they are refused (and /readyz says so)."""
 
 
 def migrate(url: str) -> None:
@@ -33,38 +69,65 @@ def migrate(url: str) -> None:
     command.upgrade(config, "head")
 
 
+def _owned(owner: str | None) -> list[ColumnElement[bool]]:
+    return [] if owner is None else [AnalysisRecord.owner == owner]
+
+
 class HistoryStore:
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
+        self._file: Path | None = None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self._file = Path(parsed.database)
+            self._file.parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        self._identity: tuple[int, int] | None = None
 
     def migrate(self) -> None:
         migrate(self.url)
+        if self._file is not None:
+            stat = os.stat(self._file)
+            self._identity = (stat.st_dev, stat.st_ino)
+
+    def check_file(self) -> None:
+        """Raises DatabaseFileGone when the SQLite file the service opened is no longer at its path."""
+        if self._file is None or self._identity is None:
+            return
+        try:
+            stat = os.stat(self._file)
+        except FileNotFoundError:
+            raise DatabaseFileGone(f"the history file {self._file} was removed under the running service") from None
+        if (stat.st_dev, stat.st_ino) != self._identity:
+            raise DatabaseFileGone(f"the history file {self._file} was replaced under the running service")
 
     def save(self, record: AnalysisRecord) -> bool:
+        self.check_file()
         with Session(self.engine) as session, session.begin():
             session.add(record)
         return True
 
-    def cached(self, sha256: str, model_key: str) -> AnalysisRecord | None:
+    def cached(self, owner: str, sha256: str, model_key: str) -> AnalysisRecord | None:
+        """The owner's newest analysis of this file by this model: never another owner's."""
         query = (
             select(AnalysisRecord)
-            .where(AnalysisRecord.sha256 == sha256, AnalysisRecord.model_key == model_key)
+            .where(
+                AnalysisRecord.owner == owner, AnalysisRecord.sha256 == sha256, AnalysisRecord.model_key == model_key
+            )
             .order_by(AnalysisRecord.created_at.desc())
             .limit(1)
         )
         with Session(self.engine) as session:
             return session.scalars(query).first()
 
-    def get(self, analysis_id: str) -> AnalysisRecord | None:
+    def get(self, analysis_id: str, owner: str | None) -> AnalysisRecord | None:
+        query = select(AnalysisRecord).where(AnalysisRecord.id == analysis_id, *_owned(owner))
         with Session(self.engine) as session:
-            return session.get(AnalysisRecord, analysis_id)
+            return session.scalars(query).first()
 
     def page(
         self,
+        owner: str | None,
         page: int = 1,
         per_page: int = 20,
         result: str | None = None,
@@ -72,7 +135,7 @@ class HistoryStore:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Page:
-        conditions = []
+        conditions = _owned(owner)
         if result:
             conditions.append(AnalysisRecord.result == result)
         if sha256:
@@ -83,24 +146,30 @@ class HistoryStore:
             conditions.append(AnalysisRecord.created_at < until)
         with Session(self.engine) as session:
             total = session.scalar(select(func.count()).select_from(AnalysisRecord).where(*conditions)) or 0
-            items = session.scalars(
-                select(AnalysisRecord)
+            rows = session.execute(
+                select(*SUMMARY_COLUMNS)
                 .where(*conditions)
                 .order_by(AnalysisRecord.created_at.desc(), AnalysisRecord.id)
                 .offset((page - 1) * per_page)
                 .limit(per_page)
             ).all()
-        return Page(list(items), total)
+        return Page([Summary(*row) for row in rows], total)
 
-    def stats(self) -> dict:
+    def stats(self, owner: str | None) -> dict:
+        owned = _owned(owner)
         with Session(self.engine) as session:
-            total = session.scalar(select(func.count()).select_from(AnalysisRecord)) or 0
+            total = session.scalar(select(func.count()).select_from(AnalysisRecord).where(*owned)) or 0
             split = dict(
-                session.execute(select(AnalysisRecord.result, func.count()).group_by(AnalysisRecord.result)).all()
+                session.execute(
+                    select(AnalysisRecord.result, func.count()).where(*owned).group_by(AnalysisRecord.result)
+                ).all()
             )
-            demo = session.scalar(select(func.count()).where(AnalysisRecord.untrained_demo.is_(True))) or 0
+            demo = session.scalar(select(func.count()).where(AnalysisRecord.untrained_demo.is_(True), *owned)) or 0
             latencies = session.scalars(
-                select(AnalysisRecord.total_s).order_by(AnalysisRecord.created_at.desc()).limit(LATENCY_WINDOW)
+                select(AnalysisRecord.total_s)
+                .where(*owned)
+                .order_by(AnalysisRecord.created_at.desc())
+                .limit(LATENCY_WINDOW)
             ).all()
         percentiles = {}
         if latencies:
@@ -109,6 +178,52 @@ class HistoryStore:
                 percentiles[name] = ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
             percentiles["mean"] = statistics.fmean(ordered)
         return {"analyses": total, "by_result": split, "untrained_demo": demo, "latency_s": percentiles}
+
+    def delete(self, owner: str | None, analysis_id: str | None = None, sha256: str | None = None) -> list[str]:
+        """Erases one analysis, or every analysis of a file, within the owner's: the ids erased."""
+        conditions = _owned(owner)
+        if analysis_id is not None:
+            conditions.append(AnalysisRecord.id == analysis_id)
+        if sha256 is not None:
+            conditions.append(AnalysisRecord.sha256 == sha256)
+        if len(conditions) == len(_owned(owner)):
+            raise ValueError("an erasure names an analysis or a file")
+        with Session(self.engine) as session, session.begin():
+            ids = list(session.scalars(select(AnalysisRecord.id).where(*conditions)))
+            self._delete_ids(session, ids)
+        return ids
+
+    def purge(self, now: datetime, max_age: timedelta | None, max_per_owner: int | None) -> list[str]:
+        """Retention: erases analyses older than ``max_age`` and, per owner, all but the newest
+        ``max_per_owner``. Returns the ids erased (their artefacts go too)."""
+        with Session(self.engine) as session, session.begin():
+            ids: list[str] = []
+            if max_age is not None:
+                ids += session.scalars(select(AnalysisRecord.id).where(AnalysisRecord.created_at < now - max_age))
+            if max_per_owner is not None:
+                ranked = select(
+                    AnalysisRecord.id,
+                    func.row_number()
+                    .over(
+                        partition_by=AnalysisRecord.owner,
+                        order_by=(AnalysisRecord.created_at.desc(), AnalysisRecord.id),
+                    )
+                    .label("rank"),
+                ).subquery()
+                ids += session.scalars(select(ranked.c.id).where(ranked.c.rank > max_per_owner))
+            unique = list(dict.fromkeys(ids))
+            self._delete_ids(session, unique)
+        return unique
+
+    @staticmethod
+    def _delete_ids(session: Session, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        for start in range(0, len(ids), DELETE_CHUNK):
+            session.execute(delete(AnalysisRecord).where(AnalysisRecord.id.in_(ids[start : start + DELETE_CHUNK])))
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
     def close(self) -> None:
         self.engine.dispose()

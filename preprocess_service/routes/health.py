@@ -23,7 +23,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> dict:
-    """Ready when the backend answers and both models are loaded: take traffic only then."""
+    """Ready when the backend answers and both models are loaded: take traffic only then. A history
+    that cannot store answers makes the status ``degraded`` (with the reason) rather than unready."""
     try:  # a frozen model server must not freeze the probe: answer within READY_TIMEOUT_S whatever it does
         model = await asyncio.wait_for(asyncio.shield(services.analyzer.model_info()), READY_TIMEOUT_S)
         ready = await asyncio.wait_for(services.backend.ready(), READY_TIMEOUT_S)
@@ -31,8 +32,10 @@ async def readyz(services: ServicesDep) -> dict:
         raise BackendUnavailable(f"{services.backend.name}: no answer within {READY_TIMEOUT_S:g} s") from None
     if not ready:
         raise BackendUnavailable(f"{services.backend.name}: models not ready")
-    return {
-        "status": "ready",
+    history = await asyncio.to_thread(services.history.health)
+    return {  # degraded: answers are given, but the history cannot store them (still 200: keep serving)
+        "status": "degraded" if history["status"] == "degraded" else "ready",
+        "history": history,
         "backend": services.backend.name,
         "family": model.family,
         "untrained_demo": model.untrained_demo,
