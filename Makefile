@@ -53,7 +53,7 @@ chromium:
 kubectl:
 	@command -v kubectl >/dev/null || { apt-get update -qq && apt-get install -y -qq kubernetes-client; }
 
-# The history and rate-limit tests start their own PostgreSQL and Redis (tests/databases.py: private
+# The history and rate-limit tests start their own PostgreSQL and Redis (deploy/local_servers.py: private
 # servers on free loopback ports, in temporary directories); only the binaries are needed. Debian's
 # system cluster is not created (create_main_cluster = false before the server package installs, as
 # the official postgres image does); a system redis the package may start (6379) is never used.

@@ -60,9 +60,9 @@ def triton(demo_repository):
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A private PostgreSQL (tests/databases.py), started once per session on a free loopback port:
+    """A private PostgreSQL (deploy/local_servers.py), started once per session on a free loopback port:
     never one the machine runs. If it cannot start, the tests that need it fail; they are never skipped."""
-    from tests.databases import start_postgres
+    from deploy.local_servers import start_postgres
 
     server = start_postgres()
     yield server.url
@@ -71,9 +71,9 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A private Redis (tests/databases.py), started once per session on a free loopback port, persisting
+    """A private Redis (deploy/local_servers.py), started once per session on a free loopback port, persisting
     nothing. If it cannot start, the tests that need it fail; they are never skipped."""
-    from tests.databases import start_redis
+    from deploy.local_servers import start_redis
 
     server = start_redis()
     yield server.url

@@ -37,7 +37,6 @@ def test_failed_authentications_count_toward_a_per_address_limit(demo_repository
         locked = httpx.get(url + "/stats", headers={"X-API-Key": "right-key"})  # no more guesses from here
         assert locked.status_code == 429 and locked.json()["error"]["code"] == "rate_limited"
         assert int(locked.headers["retry-after"]) >= 1
-        assert httpx.get(url + "/stats").status_code == 429  # a missing key is a failed authentication too
 
 
 def _stats_codes(url: str, forwarded_for: list[str]) -> list[int]:

@@ -1,4 +1,4 @@
-"""Private PostgreSQL and Redis servers for the tests, started the way tests/conftest.py starts Triton.
+"""Private PostgreSQL and Redis servers for the tests and benchmarks, started the way tests/conftest.py starts Triton.
 
 Each runs from the machine's binaries (``make postgres``, ``make redis``: Debian's packages) on a free
 loopback port, with its data in a fresh temporary directory that ``stop()`` removes. Nothing depends
