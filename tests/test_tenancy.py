@@ -179,10 +179,14 @@ def test_metadata_strings_are_bounded_and_cleaned(demo_repository, database_url,
     settings = keyed(demo_repository, database_url, tmp_path)
     with running_service(settings) as url:
         boundary = "tenancy-boundary"
-        body = (  # by hand: httpx would percent-encode the control bytes in the file name
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="\x1b]0;pwned\x07name.mov"\r\n'
-            f"Content-Type: video/quicktime\r\n\r\n"
-        ).encode() + video.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        body = (
+            (  # by hand: httpx would percent-encode the control bytes in the file name
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="\x1b]0;pwned\x07name.mov"\r\n'
+                f"Content-Type: video/quicktime\r\n\r\n"
+            ).encode()
+            + video.read_bytes()
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         headers = {**A, "Content-Type": f"multipart/form-data; boundary={boundary}"}
         response = httpx.post(url + "/predict/", content=body, headers=headers, timeout=120)
         answer = response.json()
