@@ -8,7 +8,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 IMAGE  ?= localhost/deepfake-service:0.1.0
 
-.PHONY: image image-test setup model serve test lint triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-load kubectl chromium postgres redis clean
+.PHONY: image image-test setup model serve test lint triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-history bench-load kubectl chromium postgres redis clean
 LINTED := export preprocess_service model_contract evaluation deepfake_client tests benchmarks deploy
 
 setup: $(STAMP)
@@ -90,6 +90,9 @@ bench-triton: model
 
 bench-fidelity: setup
 	$(BIN)/python benchmarks/fidelity.py
+
+bench-history: setup postgres
+	$(BIN)/python benchmarks/history_store.py
 
 bench-load: model
 	$(BIN)/python benchmarks/load.py

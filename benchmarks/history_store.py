@@ -125,13 +125,13 @@ def child(url: str, mode: str, owner: str | None) -> dict:
 
 
 def purge_times(store: HistoryStore, rows: int, owners: int) -> dict:
-    per_owner = rows // owners
-    started = time.perf_counter()
-    by_rows = len(store.purge(datetime.now(UTC), None, per_owner // 2))
-    rows_s = time.perf_counter() - started
+    """The oldest quarter by age (rows are one second apart), then each owner down to half its rows."""
     started = time.perf_counter()
     by_age = len(store.purge(datetime.now(UTC), timedelta(seconds=rows * 0.75), None))
     age_s = time.perf_counter() - started
+    started = time.perf_counter()
+    by_rows = len(store.purge(datetime.now(UTC), None, rows // owners // 2))
+    rows_s = time.perf_counter() - started
     return {
         "purge_rows_per_owner": {"erased": by_rows, "seconds": round(rows_s, 3)},
         "purge_by_age": {"erased": by_age, "seconds": round(age_s, 3)},
@@ -167,22 +167,31 @@ def measure(url: str, database: str, rows: int, owners: int) -> dict:
 
 
 def table(results: list[dict]) -> str:
+    """One row per database and view: summary columns (now) beside whole rows (before)."""
     lines = [
-        "| database | bytes/analysis | listing (10 of 10,000) | page 1 | page 50 | peak RSS growth | purge |",
-        "|---|---|---|---|---|---|---|",
+        "| database | bytes per analysis | view | list 10, page 1 / page 50: summary columns "
+        "| whole rows (before) | peak RSS growth: summary / whole | purge by rows per owner | purge by age |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
-        purge = result["purge_rows_per_owner"]
-        for name, listing in result["listings"].items():
+        by_rows, by_age = result["purge_rows_per_owner"], result["purge_by_age"]
+        for view in ("owner", "operator"):
+            summary, whole = result["listings"][f"summary/{view}"], result["listings"][f"whole_rows/{view}"]
             lines.append(
-                f"| {result['database']} | {result['bytes_per_analysis']:,} | {name} | {listing['page_1_ms']} ms "
-                f"| {listing['page_50_ms']} ms | {listing['rss_growth_mib']} MiB "
-                f"| {purge['erased']:,} rows in {purge['seconds']} s |"
+                f"| {result['database']} | {result['bytes_per_analysis']:,} | {view} "
+                f"| {summary['page_1_ms']} / {summary['page_50_ms']} ms "
+                f"| {whole['page_1_ms']} / {whole['page_50_ms']} ms "
+                f"| {summary['rss_growth_mib']} / {whole['rss_growth_mib']} MiB "
+                f"| {by_rows['erased']:,} rows in {by_rows['seconds']} s "
+                f"| {by_age['erased']:,} rows in {by_age['seconds']} s |"
             )
     return "\n".join(lines)
 
 
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--table":  # the README's table from a results file
+        print(table(json.loads(Path(sys.argv[2]).read_text())["results"]))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(child(sys.argv[2], sys.argv[3], sys.argv[4] or None)))
         return

@@ -39,7 +39,12 @@ def browser():
 def test_a_seed_video_gives_verdict_chart_frames_csv_and_signature(service, browser, seed_videos, tmp_path):
     video = seed_videos[1]
     page = browser.new_page(accept_downloads=True, viewport={"width": 1100, "height": 1600})
+    refused: list[str] = []  # what the page's Content-Security-Policy blocked: nothing may be
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
     page.goto(service + "/")
+    assert "frame-ancestors 'none'" in page.evaluate("fetch('/').then(r => r.headers.get('content-security-policy'))")
     assert page.locator("#demo-banner").is_visible()  # shown from /readyz, before any upload
     page.set_input_files("#file", str(video))
     page.wait_for_selector("#result:not([hidden])", timeout=120_000)
@@ -64,6 +69,7 @@ def test_a_seed_video_gives_verdict_chart_frames_csv_and_signature(service, brow
     page.wait_for_function(f"document.getElementById('recent').innerText.includes({video.name!r})", timeout=30_000)
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert (tmp_path / "page.png").stat().st_size > 10_000
+    assert refused == []
     page.close()
 
 
