@@ -8,7 +8,13 @@
     deepfake-client history [--verdict FAKE] [--sha256 HEX] [--page 1] [--per-page 20] [--json]
 
 ``--url`` (or DEEPFAKE_URL, default http://127.0.0.1:8080) and ``--api-key`` (or DEEPFAKE_API_KEY).
-Exit status: 0 done (and valid, for the checks), 1 invalid or refused, 2 usage.
+Exit status: 0 done (and valid, for the checks), 1 invalid or refused, 2 usage. A check's verdict is
+one JSON line on standard output; a refusal or a problem with what was given is one ``error:`` line
+on standard error, never a traceback.
+
+Strings the service stored (file names, codes, messages) are printed as plain text: control
+characters are dropped and rich markup is shown, not interpreted, so a file name cannot move the
+cursor, retitle the terminal or restyle the table.
 """
 
 from __future__ import annotations
@@ -20,15 +26,39 @@ import os
 import sys
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from deepfake_client.api import DEFAULT_URL, DeepfakeClient, ServiceError, check_receipt
 
 console = Console()
 if not console.is_terminal:  # piped or captured: rich would assume 80 columns and wrap the tables
     console = Console(width=200)
+
+
+# C0 controls (ESC among them), DEL, C1 controls (0x9B is a one-byte CSI to many terminals), and the
+# Unicode Bidi_Control characters, which reorder what is shown (a name that reads as another).
+_UNPRINTABLE = dict.fromkeys(
+    [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+
+
+class InputProblem(Exception):
+    """Something the user gave (a key file, a receipt file, an answer) is not what it should be."""
+
+
+def plain(value: object) -> str:
+    """``value`` as a string with every control character dropped: safe to write to a terminal."""
+    return "" if value is None else str(value).translate(_UNPRINTABLE)
+
+
+def printable(value: object, style: str = "") -> Text:
+    """A stored string for a table cell: control characters dropped, and a ``Text`` (never markup),
+    so ``[bold]`` in a file name is shown as written."""
+    return Text(plain(value), style=style)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,18 +121,18 @@ def _predict(client: DeepfakeClient, args: argparse.Namespace) -> int:
     demo = False
     for path, result in results.items():
         if isinstance(result, ServiceError):
-            table.add_row(path.name, f"[red]{result.code}[/red]", result.message, "", "", "", "", "")
+            table.add_row(printable(path.name), printable(result.code, "red"), printable(result.message))
             continue
         demo |= result["model"]["untrained_demo"]
         table.add_row(
-            path.name,
-            result["result"],
+            printable(path.name),
+            printable(result["result"]),
             f"{result['confidence']:.2f}",
             f"{result['p_fake']:.4f}",
-            result["verdict_rule"],
-            f"{result['frames_with_face']}/{result['frames_analyzed']}",
+            printable(result["verdict_rule"]),
+            printable(f"{result['frames_with_face']}/{result['frames_analyzed']}"),
             "yes" if result["cached"] else "no",
-            result["history_id"] or "",
+            printable(result["history_id"]),
         )
     console.print(table)
     if demo:
@@ -110,24 +140,76 @@ def _predict(client: DeepfakeClient, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _receipt_verify(client: DeepfakeClient, args: argparse.Namespace) -> int:
-    token = Path(args.receipt[1:]).read_text().strip() if args.receipt.startswith("@") else args.receipt
-    frames = json.loads(args.answer.read_text())["frames"] if args.answer else None
-    if args.public_key:
-        from cryptography.hazmat.primitives import serialization
+def _read_token(argument: str) -> str:
+    """The receipt itself, or ``@path``: the file's text."""
+    if not argument.startswith("@"):
+        return argument
+    try:
+        return Path(argument[1:]).read_text().strip()
+    except UnicodeDecodeError as error:
+        raise InputProblem(f"{argument[1:]} is not a text file holding a receipt") from error
 
-        keys = {}
-        for path in args.public_key:
-            pem = path.read_text()
-            der = serialization.load_pem_public_key(pem.encode()).public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            keys[hashlib.sha256(der).hexdigest()] = pem  # the key id, as the service derives it
-        result = check_receipt(token, keys, args.file, frames)
+
+def _read_frames(path: Path) -> list[dict]:
+    """The per-frame scores of an answer saved as JSON (``predict --json``'s or the service's)."""
+    try:
+        frames = json.loads(path.read_text())["frames"]
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
+        raise InputProblem(f"{path} is not an answer's JSON with its frames") from error
+    if not isinstance(frames, list):
+        raise InputProblem(f"{path} is not an answer's JSON with its frames")
+    return frames
+
+
+def _read_public_keys(paths: list[Path]) -> dict[str, str]:
+    """PEM public keys by key id, the id derived as the service derives it (SHA-256 of the DER)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    keys = {}
+    for path in paths:
+        pem = path.read_text(errors="replace")
+        try:
+            key = serialization.load_pem_public_key(pem.encode())
+        except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+            raise InputProblem(f"{path} is not a PEM public key") from error
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise InputProblem(f"{path} is not an RSA public key")
+        der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        keys[hashlib.sha256(der).hexdigest()] = pem
+    return keys
+
+
+def _receipt_verify(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    token = _read_token(args.receipt)
+    frames = _read_frames(args.answer) if args.answer else None
+    if args.public_key:
+        result = check_receipt(token, _read_public_keys(args.public_key), args.file, frames)
     else:
         result = client.verify_receipt_offline(args.file, token, frames=frames)
     print(json.dumps({"valid": result.valid, "key_id": result.key_id, "error": result.error, "claims": result.claims}))
     return 0 if result.valid else 1
+
+
+def _history(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    answer = client.history(verdict=args.verdict, sha256=args.sha256, page=args.page, per_page=args.per_page)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    table = Table("id", "time", "file", "result", "P(FAKE)", "SHA-256")
+    for item in answer["items"]:
+        table.add_row(
+            printable(item["id"]),
+            printable(item["created_at"][:19]),
+            printable(item["filename"]),
+            printable(item["result"]),
+            f"{item['p_fake']:.4f}",
+            printable(item["sha256_hex"][:16]),
+        )
+    console.print(table)
+    console.print(printable(f"{answer['total']} in all, page {answer['page']}"))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,28 +234,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 0 if answer["valid"] else 1
             if args.command == "receipt":
                 return _receipt_verify(client, args)
-            answer = client.history(verdict=args.verdict, sha256=args.sha256, page=args.page, per_page=args.per_page)
-            if args.json:
-                print(json.dumps(answer, indent=2))
-                return 0
-            table = Table("id", "time", "file", "result", "P(FAKE)", "SHA-256")
-            for item in answer["items"]:
-                table.add_row(
-                    item["id"],
-                    item["created_at"][:19],
-                    item["filename"],
-                    item["result"],
-                    f"{item['p_fake']:.4f}",
-                    item["sha256_hex"][:16],
-                )
-            console.print(table)
-            console.print(f"{answer['total']} in all, page {answer['page']}")
-            return 0
-        except ServiceError as error:
-            print(f"error: {error}", file=sys.stderr)
+            return _history(client, args)
+        except (ServiceError, InputProblem, OSError) as error:
+            print(f"error: {plain(error)}", file=sys.stderr)
             return 1
-        except OSError as error:
-            print(f"error: {error}", file=sys.stderr)
+        except httpx.HTTPError as error:
+            print(f"error: no answer from {plain(args.url)}: {plain(error) or type(error).__name__}", file=sys.stderr)
             return 1
 
 

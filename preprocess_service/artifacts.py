@@ -10,6 +10,7 @@ periodic sweep; erasing or purging an analysis removes its folder too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import shutil
@@ -89,6 +90,8 @@ def sweep(root: Path, ttl_s: float) -> int:
             if folder.is_dir() and folder.stat().st_mtime < cutoff:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
+        with contextlib.suppress(OSError):  # an owner with nothing left keeps no folder (not empty: stays)
+            owner.rmdir()
     return removed
 
 

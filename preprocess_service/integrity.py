@@ -15,8 +15,10 @@ would stop verifying) and never belongs in the repository.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -36,6 +38,12 @@ _PREHASHED = utils.Prehashed(hashes.SHA256())
 ENVELOPE_MAGIC = b"DFA1"  # deepfake attestation, version 1
 RECEIPT_TYPE = "deepfake-receipt+jws"  # analysis receipts: JWS over what the service said about a file
 PAYLOAD_PREFIX = b"deepfake-attestation-v1\0"
+
+# What decoding a hostile token or envelope can raise. binascii.Error and UnicodeDecodeError are
+# ValueErrors already; they are named so that whoever reads a guard sees they were thought of.
+MALFORMED = (ValueError, TypeError, OverflowError, RecursionError, binascii.Error, UnicodeError)
+LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
+MAX_RECEIPT_DEPTH = 8  # a receipt's claims nest 3 deep (verdicts, rule, fields); its header 1
 
 
 def key_id_of(public_key: rsa.RSAPublicKey) -> str:
@@ -97,7 +105,11 @@ class Signer:
     def _verify_attestation(self, sha256_digest: bytes, envelope: bytes) -> Verification:
         key_id = envelope[4:36].hex()
         signed_at_ms = int.from_bytes(envelope[36:44], "big")
-        signed_at = datetime.fromtimestamp(signed_at_ms / 1000, UTC)
+        signed_at = date_of(signed_at_ms / 1000)
+        if signed_at is None:  # 8 bytes of milliseconds reach far past year 9999: no key signed such a time
+            return Verification(
+                False, "attestation", key_id, error="the attestation's signing time is not a date (past year 9999)"
+            )
         key = self.public_keys.get(key_id)
         if key is None:
             return Verification(
@@ -117,23 +129,91 @@ class Signer:
         return jws.serialize_compact(header, payload, jwk.RSAKey.import_key(self._private_key))
 
     def read_receipt(self, token: str) -> tuple[dict | None, str | None, str | None]:
-        """(claims, key id, error): claims only when a key of this service signed exactly these bytes."""
-        try:
-            header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-        except (ValueError, IndexError):
-            return None, None, "not a compact JWS receipt"
-        key_id = header.get("kid") if isinstance(header, dict) else None
-        key = self.public_keys.get(key_id or "")
+        """(claims, key id, error): claims only when a key of this service signed exactly these bytes
+        and they are a well-formed receipt. Never raises on what a caller sends: a token that is not
+        one is an error string, so the route answers ``valid: false`` instead of a 500."""
+        header = receipt_header(token)
+        if header is None:
+            return None, None, "not a compact JWS receipt (three base64url parts, the first a JSON object)"
+        key_id = header.get("kid")
+        if not isinstance(key_id, str):
+            return None, None, "the receipt's header names no key id (kid must be a string)"
+        key = self.public_keys.get(key_id)
         if key is None or header.get("alg") != "RS256":
             return None, key_id, "signed by a key this service does not know"
         try:
             verified = jws.deserialize_compact(token, jwk.RSAKey.import_key(key), algorithms=["RS256"])
-        except JoseError:
+        except (JoseError, *MALFORMED):
             return None, key_id, "the receipt's signature does not match its contents"
-        return json.loads(verified.payload), key_id, None
+        claims, problem = receipt_claims(verified.payload)
+        if claims is None:
+            return None, key_id, f"signed by this service's key, but not a well-formed receipt: {problem}"
+        return claims, key_id, None
 
     def public_pems(self) -> dict[str, str]:
         return {key_id: _pem(key) for key_id, key in self.public_keys.items()}
+
+
+def date_of(seconds: float) -> datetime | None:
+    """The UTC time ``seconds`` after 1970, or None where no datetime holds it (before 1970, after 9999)."""
+    if not 0 <= seconds <= LAST_SECOND:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):  # a platform's own limits
+        return None
+
+
+def strict_json(raw: bytes) -> object:
+    """JSON that can be answered as JSON again: nesting bounded (the decoder alone stops near 1000
+    levels with a RecursionError, and answering even 900 levels overflows the serialiser), no NaN or
+    infinity, no lone surrogates (neither encodes as UTF-8). Raises one of ``MALFORMED``."""
+    value = json.loads(raw)
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:  # iterative: the tree is hostile, the stack is not ours to spend
+        item, depth = pending.pop()
+        if depth > MAX_RECEIPT_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_RECEIPT_DEPTH} levels")
+        if isinstance(item, dict):
+            pending.extend((key, depth) for key in item)
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            item.encode("utf-8")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN or infinity")
+    return value
+
+
+def receipt_header(token: str) -> dict | None:
+    """A compact JWS's protected header, or None where the token is not one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        header = strict_json(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except MALFORMED:
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def receipt_claims(payload: bytes) -> tuple[dict | None, str | None]:
+    """(claims, None) for a well-formed receipt's payload, else (None, what is wrong with it): what
+    the route reads (``iat``, ``file.sha256``) is sure to be there and of its type."""
+    try:
+        claims = strict_json(payload)
+    except MALFORMED as error:
+        return None, f"its claims are not JSON this service writes ({type(error).__name__})"
+    if not isinstance(claims, dict):
+        return None, "its claims are not a JSON object"
+    issued_at = claims.get("iat")
+    if isinstance(issued_at, bool) or not isinstance(issued_at, int) or date_of(issued_at) is None:
+        return None, "iat is not a time (whole seconds since 1970, before year 10000)"
+    file = claims.get("file")
+    if not isinstance(file, dict) or not isinstance(file.get("sha256"), str):
+        return None, "file is not an object naming the file's sha256"
+    return claims, None
 
 
 def _valid(key: rsa.RSAPublicKey, signature: bytes, data: bytes, algorithm) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from preprocess_service.access import hash_key, parse_api_keys
+from preprocess_service.access import ApiKey, hash_key, parse_api_keys
 from preprocess_service.settings import Settings
 from tests.server import post_file, running_service
 
@@ -70,7 +70,10 @@ def test_other_routes_stay_open_unless_keys_are_required_everywhere(keyed_servic
 
 
 def test_the_key_list_holds_only_hashes_and_is_checked():
-    assert parse_api_keys(f"a:{hash_key('x')}") == {hash_key("x"): "a"}
+    assert parse_api_keys(f"a:{hash_key('x')}") == {hash_key("x"): ApiKey("a")}
+    assert parse_api_keys(f"ops:{hash_key('y')}:operator") == {hash_key("y"): ApiKey("ops", operator=True)}
+    with pytest.raises(ValueError, match="unknown flag"):
+        parse_api_keys(f"a:{hash_key('x')}:admin")
     with pytest.raises(ValueError, match="not id:sha256-hex"):
         parse_api_keys("a:plaintext-key")
 

@@ -6,8 +6,10 @@ verifying work, and bad files show their error in words."""
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
+from playwright.sync_api import expect
 
 from preprocess_service.settings import Settings
 from tests import media
@@ -62,11 +64,12 @@ def test_a_seed_video_gives_verdict_chart_frames_csv_and_signature(service, brow
     assert lines[0].startswith("frame_index,frame_time_sec") and len(lines) == 31
 
     page.click("#sign")
-    page.wait_for_function("document.getElementById('signature').value.length > 100")
+    # locator waits, not wait_for_function: the page's CSP (no eval) refuses Playwright's string predicates
+    expect(page.locator("#signature")).to_have_value(re.compile(r"^.{100,}$"))
     page.click("#verify")
-    page.wait_for_function("document.getElementById('integrity').textContent.startsWith('Valid')")
+    expect(page.locator("#integrity")).to_have_text(re.compile(r"^Valid"))
 
-    page.wait_for_function(f"document.getElementById('recent').innerText.includes({video.name!r})", timeout=30_000)
+    expect(page.locator("#recent")).to_contain_text(video.name, timeout=30_000)
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert (tmp_path / "page.png").stat().st_size > 10_000
     assert refused == []

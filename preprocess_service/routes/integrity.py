@@ -11,6 +11,7 @@ from fastapi import APIRouter
 
 from preprocess_service.dependencies import Admitted, AdmittedToSign, ServicesDep, UploadDep, multipart_body
 from preprocess_service.errors import InvalidRequest, InvalidSignature
+from preprocess_service.integrity import date_of
 from preprocess_service.schemas import (
     PublicKeyResponse,
     PublicKeysResponse,
@@ -82,15 +83,18 @@ async def verify(upload: UploadDep, services: ServicesDep) -> VerifyResponse:
 )
 async def verify_receipt(upload: UploadDep, services: ServicesDep) -> ReceiptVerifyResponse:
     """Did this service say this about this file? The receipt's signature must hold under one of its
-    keys, and the uploaded file must be the one the receipt names (its SHA-256)."""
+    keys, and the uploaded file must be the one the receipt names (its SHA-256). Anything that is not
+    such a receipt is ``valid: false`` with its ``error``, as a wrong signature is: the caller sent a
+    well-formed request, and the answer is that the token proves nothing."""
     token = upload.fields.get("receipt")
     if token is None:
         raise InvalidRequest("missing form field 'receipt'")
     claims, key_id, error = services.signer.read_receipt("".join(token.split()))
     issued_at = None
-    if claims is not None:
-        issued_at = datetime.fromtimestamp(int(claims.get("iat", 0)), UTC).isoformat()
-        if claims.get("file", {}).get("sha256") != upload.sha256:
+    if claims is not None:  # read_receipt checked both: iat is a date, file an object with its sha256
+        issued = date_of(claims["iat"])
+        issued_at = issued.isoformat() if issued else None
+        if claims["file"]["sha256"] != upload.sha256:
             error = "the receipt is about another file (its SHA-256 differs from this file's)"
     return ReceiptVerifyResponse(
         valid=claims is not None and error is None,
