@@ -1,4 +1,4 @@
-"""The original service's way of analysing a video, rebuilt from SEED_MODEL.md and the fidelity issue.
+"""The original service's way of analyzing a video, rebuilt from SEED_MODEL.md and the fidelity issue.
 
 Two uses: the end-to-end benchmark's baseline (its speed), and the tests' reference for fidelity
 (its answers). So it does what the original did, step by step, with the original's own tools:
@@ -105,7 +105,7 @@ class OriginalPipeline:
         x, y, w, h = box
         return self.transform(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[y : y + h, x : x + w])
 
-    def analyse(self, path: Path, with_sequence: bool = False) -> OriginalResult:
+    def analyze(self, path: Path, with_sequence: bool = False) -> OriginalResult:
         capture = cv2.VideoCapture(str(path))
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         frames, inputs = [], []

@@ -73,7 +73,7 @@ class ServiceProcess:
             "DEEPFAKE_MODEL_REPOSITORY": str(repository),
             "DEEPFAKE_MAX_IN_FLIGHT": "64",
             "DEEPFAKE_RATE_LIMIT": "100000/minute",
-            # repeated videos must be analysed each time, not answered from the history
+            # repeated videos must be analyzed each time, not answered from the history
             "DEEPFAKE_HISTORY_CACHE": "false",
             "DEEPFAKE_DATABASE_URL": f"sqlite:///{tempfile.mkdtemp(prefix='e2e-history-')}/history.sqlite3",
             **(extra_env or {}),
@@ -130,7 +130,7 @@ async def drive_service(url: str, videos: list[Path], concurrency: int) -> tuple
 def drive_baseline(pipeline, videos: list[Path], concurrency: int) -> tuple[float, list[float], dict]:
     def one(video: Path) -> float:
         started = time.perf_counter()
-        pipeline.analyse(video)
+        pipeline.analyze(video)
         return time.perf_counter() - started
 
     started = time.perf_counter()
@@ -143,7 +143,7 @@ def export_sensitive(precisions: list[str], folder: Path):
     """The sensitive test model at every precision asked for; the bound is lifted (--max-delta 1)
     so that each precision is measured, and its |ΔP| is reported instead of enforced."""
     from export.__main__ import main as export_main
-    from tests.sensitive_model import save_checkpoint, sensitive_model
+    from testing.sensitive_model import save_checkpoint, sensitive_model
 
     videos = sorted(p for p in SEED_VIDEOS.iterdir() if p.suffix.lower() in {".mp4", ".mov"})
     model = sensitive_model(videos, residual_scale=0.2)
@@ -179,7 +179,7 @@ def max_deltas(scores: dict, reference: dict) -> tuple[float, float]:
 
 
 def measure_cache(repository: Path, videos: list[Path]) -> dict:
-    """A re-upload of a file already analysed by the same model: answered from the history."""
+    """A re-upload of a file already analyzed by the same model: answered from the history."""
     service = ServiceProcess("embedded", repository, {"DEEPFAKE_HISTORY_CACHE": "true"})
     try:
         first, again = [], []
@@ -271,7 +271,7 @@ def main() -> None:
             from benchmarks.baseline_original import OriginalPipeline
 
             baseline = OriginalPipeline(model or demo_model())
-            baseline.analyse(videos[0])  # warm-up
+            baseline.analyze(videos[0])  # warm-up
             for concurrency in args.concurrency:
                 rows.append(
                     summarise("original (baseline)", concurrency, *drive_baseline(baseline, videos, concurrency))

@@ -1,7 +1,7 @@
 """Fidelity to the original service: per-frame and per-video |ΔP(FAKE)| of the service against the
 original's way (benchmarks/baseline_original.py), per preprocessing profile, on the seed videos.
 
-The model reacts to its input (tests/sensitive_model.py), so every preprocessing difference shows.
+The model reacts to its input (testing/sensitive_model.py), so every preprocessing difference shows.
 The service runs over real HTTP on the exported ONNX files. Rows with other settings than the
 defaults show what a faster or older variant costs in fidelity. Prints a table and writes
 benchmarks/results/fidelity.json.
@@ -28,8 +28,8 @@ from export.checkpoint import LoadedModel  # noqa: E402
 from export.repository import export_repository  # noqa: E402
 from model_contract import PROFILES  # noqa: E402
 from preprocess_service.settings import Settings  # noqa: E402
-from tests.sensitive_model import sensitive_model  # noqa: E402
-from tests.server import post_file, running_service  # noqa: E402
+from testing.sensitive_model import sensitive_model  # noqa: E402
+from testing.server import post_file, running_service  # noqa: E402
 
 SEED_VIDEOS = ROOT.parent / "shared" / "testdata" / "seed_videos"
 RESULTS = Path(__file__).parent / "results" / "fidelity.json"
@@ -44,7 +44,7 @@ def measure(label: str, model: LoadedModel, served_model: LoadedModel, settings:
         per_frame, per_video, compared, total, boxes_differ = [], [], 0, 0, 0
         with running_service(config) as url:
             for video in videos:
-                expected = reference.analyse(video).frames
+                expected = reference.analyze(video).frames
                 rows = post_file(url, video, "/predict_csv/").json()["frames_csv"]
                 full_frame = model.preprocessing.crop == "full_frame"
                 pairs = [

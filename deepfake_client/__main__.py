@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("files", nargs="+", type=Path)
     predict.add_argument("--json", action="store_true", help="the full answers as JSON")
     predict.add_argument("--concurrency", type=int, default=4)
-    predict.add_argument("--refresh", action="store_true", help="analyse again even if the history has it")
+    predict.add_argument("--refresh", action="store_true", help="analyze again even if the history has it")
     csv = commands.add_parser("csv", help="per-frame scores as CSV")
     csv.add_argument("file", type=Path)
     csv.add_argument("--out", type=Path, help="write here instead of standard output")
@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _predict(client: DeepfakeClient, args: argparse.Namespace) -> int:
     with Progress(console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("analysing", total=len(args.files))
+        task = progress.add_task("analyzing", total=len(args.files))
         results = client.predict_many(
             args.files, args.concurrency, args.refresh, on_done=lambda path, result: progress.advance(task)
         )

@@ -1,17 +1,13 @@
 """The service's routes as Python calls (httpx), plus offline receipt checking (joserfc).
 
 Needs nothing of the service's own code: receipts are checked with the public keys alone, as a
-third party would.
+third party would (their format, shared with the service, is ``model_contract.receipts``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
-import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +17,11 @@ import httpx
 from joserfc import jwk, jws
 from joserfc.errors import JoseError
 
+from model_contract.receipts import MALFORMED, receipt_claims, receipt_header
+from model_contract.receipts import frames_digest as scores_digest
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 BUSY_RETRIES = 5
-# What decoding a hostile token can raise (binascii.Error and UnicodeDecodeError are ValueErrors;
-# named so a reader sees they were thought of). The service's own check guards the same way.
-MALFORMED = (ValueError, TypeError, OverflowError, RecursionError, binascii.Error, UnicodeError)
-LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z
-MAX_RECEIPT_DEPTH = 8  # a receipt's claims nest 3 deep (verdicts, rule, fields); its header 1
 
 
 class ServiceError(Exception):
@@ -56,59 +50,7 @@ def sha256_of(path: Path) -> str:
 
 def frames_digest(frames: list[dict]) -> str:
     """What a receipt's ``frames_digest`` is computed from: ``[[frame_index, p_fake rounded to 6]]``."""
-    canonical = [[int(f["frame_index"]), None if f["p_fake"] is None else round(float(f["p_fake"]), 6)] for f in frames]
-    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
-
-
-def _strict_json(raw: bytes) -> object:
-    """JSON a receipt could hold: nesting bounded (the decoder alone stops near 1000 levels with a
-    RecursionError), no NaN or infinity, no lone surrogates. Raises one of ``MALFORMED``."""
-    value = json.loads(raw)
-    pending: list[tuple[object, int]] = [(value, 1)]
-    while pending:  # iterative: the tree is hostile
-        item, depth = pending.pop()
-        if depth > MAX_RECEIPT_DEPTH:
-            raise ValueError(f"nested deeper than {MAX_RECEIPT_DEPTH} levels")
-        if isinstance(item, dict):
-            pending.extend((key, depth) for key in item)
-            pending.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            pending.extend((child, depth + 1) for child in item)
-        elif isinstance(item, str):
-            item.encode("utf-8")
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ValueError("NaN or infinity")
-    return value
-
-
-def _receipt_header(token: str) -> dict | None:
-    """A compact JWS's protected header, or None where the token is not one."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        header = _strict_json(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
-    except MALFORMED:
-        return None
-    return header if isinstance(header, dict) else None
-
-
-def _receipt_claims(payload: bytes) -> tuple[dict | None, str | None]:
-    """(claims, None) for a well-formed receipt's payload, else (None, what is wrong with it). The
-    service writes no such claims, so any that are signed anyway are refused here, not tripped over."""
-    try:
-        claims = _strict_json(payload)
-    except MALFORMED as error:
-        return None, f"its claims are not JSON a receipt holds ({type(error).__name__})"
-    if not isinstance(claims, dict):
-        return None, "its claims are not a JSON object"
-    issued_at = claims.get("iat")
-    if isinstance(issued_at, bool) or not isinstance(issued_at, int) or not 0 <= issued_at <= LAST_SECOND:
-        return None, "iat is not a time (whole seconds since 1970, before year 10000)"
-    file = claims.get("file")
-    if not isinstance(file, dict) or not isinstance(file.get("sha256"), str):
-        return None, "file is not an object naming the file's sha256"
-    return claims, None
+    return scores_digest((frame["frame_index"], frame["p_fake"]) for frame in frames)
 
 
 def check_receipt(
@@ -117,7 +59,7 @@ def check_receipt(
     """Offline: the signature under the key its ``kid`` names, the file's SHA-256, and (given the
     answer's frames) the per-frame scores' digest. Whatever the token holds, the answer is a
     ``ReceiptCheck`` (never an exception): a verifier that a crafted token crashes proves nothing."""
-    header = _receipt_header(token)
+    header = receipt_header(token)
     if header is None:
         return ReceiptCheck(
             False, None, None, "not a compact JWS receipt (three base64url parts, the first a JSON object)"
@@ -136,7 +78,7 @@ def check_receipt(
         payload = jws.deserialize_compact(token, key, algorithms=["RS256"]).payload
     except (JoseError, *MALFORMED):
         return ReceiptCheck(False, None, key_id, "the signature does not match the receipt's contents")
-    claims, problem = _receipt_claims(payload)
+    claims, problem = receipt_claims(payload)
     if claims is None:
         return ReceiptCheck(False, None, key_id, f"signed, but not a well-formed receipt: {problem}")
     if claims["file"]["sha256"] != sha256_of(file):

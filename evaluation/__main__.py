@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from evaluation.compare import compare, format_comparison
 from evaluation.dataset import DatasetError, labelled_videos
 from evaluation.report import render
-from evaluation.runner import RULES, analyse_all
+from evaluation.runner import RULES, analyze_all
 from evaluation.summary import summarise
 from evaluation.threshold import write_thresholds
 from model_contract import backbone_model_name
@@ -83,10 +83,10 @@ def evaluate(args: argparse.Namespace) -> int:
             return 1
         model = ready.json()["model"]
         with _progress() as progress:
-            task = progress.add_task("analysing", total=len(videos))
+            task = progress.add_task("analyzing", total=len(videos))
             progress.update(task, completed=0)
             rows = asyncio.run(
-                analyse_all(
+                analyze_all(
                     url,
                     videos,
                     args.out / "results.csv",
@@ -116,7 +116,7 @@ def _headline(summary: dict) -> str:
     lines = []
     if summary["untrained_demo"]:
         lines.append("UNTRAINED DEMO MODEL: these numbers say nothing about deepfakes")
-    lines.append(f"{summary['analysed']} of {summary['videos']} videos analysed; errors: {summary['errors'] or 'none'}")
+    lines.append(f"{summary['analyzed']} of {summary['videos']} videos analyzed; errors: {summary['errors'] or 'none'}")
     for rule in RULES:
         entry = summary["rules"][rule]
         served = entry["served"]

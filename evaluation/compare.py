@@ -26,7 +26,7 @@ def _flat(summary: dict) -> dict[str, float]:
                     values[f"{rule}/{setting}/{label}/{name}"] = per_class[name]
         if entry["threshold"]:
             values[f"{rule}/threshold"] = entry["threshold"]["value"]
-    values["analysed"] = summary["analysed"]
+    values["analyzed"] = summary["analyzed"]
     if summary["timing"]["median_total_s"] is not None:
         values["median_total_s"] = summary["timing"]["median_total_s"]
     return values

@@ -140,7 +140,7 @@ table.rules > tbody > tr > td {{ vertical-align: top; border: none; padding-righ
 img {{ display: block; margin: 0.5em 0; }}
 </style></head><body>
 {banner}
-<h1>Evaluation: {summary["analysed"]} of {summary["videos"]} videos analysed</h1>
+<h1>Evaluation: {summary["analyzed"]} of {summary["videos"]} videos analyzed</h1>
 <p>Model: {described}.</p>
 <p>True labels: {html.escape(str(summary["by_label"]))}. Errors: {errors}.</p>
 <h2>The verdict rules side by side</h2>

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 
 from evaluation.dataset import LabelledVideo
+from model_contract.identity import RULES
 
-RULES = ("sequence", "original")
+__all__ = ["RULES", "ResultRow", "analyze_all", "read_rows"]  # RULES: what the report, summary and compare use
 RETRIES_WHEN_BUSY = 5  # 503 + Retry-After: the service is full or its model server restarting
 
 
@@ -36,7 +37,7 @@ class ResultRow:
     faces_s: float | None = None
     inference_s: float | None = None
     total_s: float | None = None
-    error: str = ""  # the service's error code (e.g. no_face_detected); empty when analysed
+    error: str = ""  # the service's error code (e.g. no_face_detected); empty when analyzed
 
     @property
     def ok(self) -> bool:
@@ -92,7 +93,7 @@ def row_from_answer(video: LabelledVideo, answer: dict) -> ResultRow:
     )
 
 
-async def analyse_one(client: httpx.AsyncClient, url: str, video: LabelledVideo) -> ResultRow:
+async def analyze_one(client: httpx.AsyncClient, url: str, video: LabelledVideo) -> ResultRow:
     try:
         content = await asyncio.to_thread(video.path.read_bytes)
     except OSError as error:
@@ -115,7 +116,7 @@ async def analyse_one(client: httpx.AsyncClient, url: str, video: LabelledVideo)
     return row_from_answer(video, response.json())
 
 
-async def analyse_all(
+async def analyze_all(
     url: str,
     videos: list[LabelledVideo],
     results_csv: Path,
@@ -139,7 +140,7 @@ async def analyse_all(
 
         async def worker(client: httpx.AsyncClient) -> None:
             while not queue.empty():
-                row = await analyse_one(client, url, queue.get_nowait())
+                row = await analyze_one(client, url, queue.get_nowait())
                 writer.writerow({k: "" if v is None else v for k, v in asdict(row).items()})
                 stream.flush()  # each row is kept even if the run is cut off
                 done[row.video] = row

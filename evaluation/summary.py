@@ -15,13 +15,13 @@ from evaluation.runner import RULES, ResultRow
 def summarise(
     rows: list[ResultRow], model: dict, threshold_mode: str = "balanced_accuracy", target_fpr: float = 0.05
 ) -> dict:
-    analysed = [row for row in rows if row.ok]
-    is_fake = np.array([row.label == "FAKE" for row in analysed], dtype=bool)
+    analyzed = [row for row in rows if row.ok]
+    is_fake = np.array([row.label == "FAKE" for row in analyzed], dtype=bool)
     both_classes = 0 < is_fake.sum() < len(is_fake)
     rules = {}
     for rule in RULES:
-        p_fake = np.array([row.p_fake(rule) for row in analysed], dtype=float)
-        served = np.array([row.result(rule) == "FAKE" for row in analysed], dtype=bool)
+        p_fake = np.array([row.p_fake(rule) for row in analyzed], dtype=float)
+        served = np.array([row.result(rule) == "FAKE" for row in analyzed], dtype=bool)
         entry: dict = {
             "served": classification(is_fake, served),
             "at_0_5": classification(is_fake, p_fake >= 0.5),
@@ -30,7 +30,7 @@ def summarise(
                 "REAL": p_fake[~is_fake].tolist(),
             },
         }
-        if len(analysed) and both_classes:
+        if len(analyzed) and both_classes:
             curve = roc(is_fake, p_fake)
             threshold = choose_threshold(is_fake, p_fake, threshold_mode, target_fpr)
             entry |= {
@@ -47,12 +47,12 @@ def summarise(
         else:
             entry |= {"auc": None, "roc": None, "calibration": None, "threshold": None}
         rules[rule] = entry
-    totals = [row.total_s for row in analysed if row.total_s is not None]
+    totals = [row.total_s for row in analyzed if row.total_s is not None]
     return {
         "model": model,
         "untrained_demo": bool(model.get("untrained_demo")),
         "videos": len(rows),
-        "analysed": len(analysed),
+        "analyzed": len(analyzed),
         "by_label": dict(Counter(row.label for row in rows)),
         "errors": dict(Counter(row.error for row in rows if not row.ok)),
         "failed": [{"video": row.video, "label": row.label, "error": row.error} for row in rows if not row.ok],
@@ -62,7 +62,7 @@ def summarise(
             "median_total_s": float(np.median(totals)) if totals else None,
             "points": [
                 {"video": row.video, "duration_s": row.duration_s, "total_s": row.total_s}
-                for row in analysed
+                for row in analyzed
                 if row.duration_s is not None
             ],
         },

@@ -6,10 +6,10 @@ Secret in a cluster): the service only ever holds their SHA-256, so a leaked con
 key. A third field ``operator`` marks a key that sees and erases every owner's analyses. Callers
 send ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``.
 
-Tenancy (SECURITY.md, "Tenancy"): every stored analysis, cache entry and artefact belongs to the
+Tenancy (SECURITY.md, "Tenancy"): every stored analysis, cache entry and artifact belongs to the
 key id that made it. With no keys configured (a laptop) there is one shared owner, ``local``, and
 everything stays open, so the quick start needs no setup. With keys configured, a caller without a
-key may analyse (unless ``DEEPFAKE_REQUIRE_API_KEY=true``) but owns nothing: its answers are not
+key may analyze (unless ``DEEPFAKE_REQUIRE_API_KEY=true``) but owns nothing: its answers are not
 stored, never come from the history, and the history routes answer it 401.
 
 Rate limits are moving windows (the ``limits`` library) per API key when one is sent, else per

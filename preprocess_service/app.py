@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -17,21 +14,16 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from preprocess_service import artifacts, retention
 from preprocess_service.access import access_policy
-from preprocess_service.dependencies import Services
-from preprocess_service.errors import BackendUnavailable, InvalidRequest, ServiceError
-from preprocess_service.faces import FaceDetector
-from preprocess_service.history.recorder import open_history
-from preprocess_service.inference import make_backend
-from preprocess_service.integrity import load_signer
+from preprocess_service.errors import InvalidRequest, ServiceError
+from preprocess_service.inference import InferenceBackend
 from preprocess_service.metrics import Metrics, RequestCounter
-from preprocess_service.pipeline import Analyzer
 from preprocess_service.routes import artifacts as artifact_routes
 from preprocess_service.routes import health, history, integrity, page, predict
 from preprocess_service.schemas import ErrorResponse
 from preprocess_service.security_headers import SecurityHeaders
-from preprocess_service.settings import Settings, deprecated_names_in, get_settings
+from preprocess_service.services import Services
+from preprocess_service.settings import Settings, get_settings
 
 log = logging.getLogger("deepfake")
 
@@ -62,51 +54,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", "the service failed unexpectedly; see its log")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, backend: InferenceBackend | None = None) -> FastAPI:
+    """The application: routers, error handlers, middleware, and a lifespan that opens ``Services``.
+    ``backend``: an inference backend made by the caller (the fast tests' fake); else the settings'."""
     settings = settings or get_settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        for warning in deprecated_names_in(os.environ):
-            log.warning(warning)
-        backend = make_backend(settings)
-        detector = FaceDetector(
-            settings.face_model_path, settings.face_min_confidence, settings.face_margin, settings.face_haar_max_side
-        )
-        pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="decode")
-        face_pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="faces")
-        services = Services(
-            settings=settings,
-            backend=backend,
-            detector=detector,
-            pool=pool,
-            analyzer=Analyzer(settings, detector, backend, pool, metrics, face_pool),
-            signer=load_signer(settings.signing_key, settings.keys_dir, settings.previous_keys_dir),
-            metrics=metrics,
-            access=access,
-            history=await asyncio.to_thread(open_history, settings, metrics),
-        )
-        with contextlib.suppress(BackendUnavailable):  # not ready yet: /readyz says so, requests retry
-            await services.analyzer.model_info()
-        app.state.services = services
-        chores = [asyncio.create_task(retention.purge_forever(services.history, settings))]
-        if settings.artifacts:
-            settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-            chores.append(
-                asyncio.create_task(artifacts.sweep_forever(settings.artifacts_dir, settings.artifacts_ttl_s))
-            )
-        try:
-            yield
-        finally:
-            for chore in chores:
-                chore.cancel()
-            await backend.close()
-            pool.shutdown(wait=True)
-            face_pool.shutdown(wait=True)
-            detector.close()
-            if services.history.store is not None:
-                services.history.store.close()
-
     metrics = Metrics()
     access = access_policy(  # a bad key list or storage URL fails here, at start-up
         settings.api_keys,
@@ -116,6 +67,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.auth_failure_limit,
         settings.rate_limit_storage,
     )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with Services.open(settings, metrics, access, backend) as services:
+            app.state.services = services
+            yield
+
     app = FastAPIOffline(  # Swagger UI and ReDoc served from the installed package, no CDN
         title="Deepfake detection",
         description="Upload a short video: FAKE or REAL, with confidence, per-frame evidence and a signature.",

@@ -77,7 +77,7 @@ class FaceDetector:
         self._lock = threading.Lock()
         self._mediapipe()  # fail at start-up, not on the first request, if the model is unusable
 
-    def _mediapipe(self):
+    def _mediapipe(self) -> vision.FaceDetector:
         detector = getattr(self._local, "mediapipe", None)
         if detector is None:
             detector = vision.FaceDetector.create_from_options(self._options)

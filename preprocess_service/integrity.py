@@ -14,11 +14,8 @@ would stop verifying) and never belongs in the repository.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +28,17 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from joserfc import jwk, jws
 from joserfc.errors import JoseError
 
+from model_contract.receipts import (  # the receipt's format, shared with the clients that check it
+    LAST_SECOND,
+    MALFORMED,
+    MAX_RECEIPT_DEPTH,
+    receipt_claims,
+    receipt_header,
+    strict_json,
+)
+
+__all__ = ["LAST_SECOND", "MALFORMED", "MAX_RECEIPT_DEPTH", "Signer", "date_of", "receipt_header", "strict_json"]
+
 KEY_FILE = "signing_key.pem"
 _PREHASHED = utils.Prehashed(hashes.SHA256())
 
@@ -38,12 +46,6 @@ _PREHASHED = utils.Prehashed(hashes.SHA256())
 ENVELOPE_MAGIC = b"DFA1"  # deepfake attestation, version 1
 RECEIPT_TYPE = "deepfake-receipt+jws"  # analysis receipts: JWS over what the service said about a file
 PAYLOAD_PREFIX = b"deepfake-attestation-v1\0"
-
-# What decoding a hostile token or envelope can raise. binascii.Error and UnicodeDecodeError are
-# ValueErrors already; they are named so that whoever reads a guard sees they were thought of.
-MALFORMED = (ValueError, TypeError, OverflowError, RecursionError, binascii.Error, UnicodeError)
-LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
-MAX_RECEIPT_DEPTH = 8  # a receipt's claims nest 3 deep (verdicts, rule, fields); its header 1
 
 
 def key_id_of(public_key: rsa.RSAPublicKey) -> str:
@@ -164,59 +166,9 @@ def date_of(seconds: float) -> datetime | None:
         return None
 
 
-def strict_json(raw: bytes) -> object:
-    """JSON that can be answered as JSON again: nesting bounded (the decoder alone stops near 1000
-    levels with a RecursionError, and answering even 900 levels overflows the serialiser), no NaN or
-    infinity, no lone surrogates (neither encodes as UTF-8). Raises one of ``MALFORMED``."""
-    value = json.loads(raw)
-    pending: list[tuple[object, int]] = [(value, 1)]
-    while pending:  # iterative: the tree is hostile, the stack is not ours to spend
-        item, depth = pending.pop()
-        if depth > MAX_RECEIPT_DEPTH:
-            raise ValueError(f"nested deeper than {MAX_RECEIPT_DEPTH} levels")
-        if isinstance(item, dict):
-            pending.extend((key, depth) for key in item)
-            pending.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            pending.extend((child, depth + 1) for child in item)
-        elif isinstance(item, str):
-            item.encode("utf-8")
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ValueError("NaN or infinity")
-    return value
-
-
-def receipt_header(token: str) -> dict | None:
-    """A compact JWS's protected header, or None where the token is not one."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        header = strict_json(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
-    except MALFORMED:
-        return None
-    return header if isinstance(header, dict) else None
-
-
-def receipt_claims(payload: bytes) -> tuple[dict | None, str | None]:
-    """(claims, None) for a well-formed receipt's payload, else (None, what is wrong with it): what
-    the route reads (``iat``, ``file.sha256``) is sure to be there and of its type."""
-    try:
-        claims = strict_json(payload)
-    except MALFORMED as error:
-        return None, f"its claims are not JSON this service writes ({type(error).__name__})"
-    if not isinstance(claims, dict):
-        return None, "its claims are not a JSON object"
-    issued_at = claims.get("iat")
-    if isinstance(issued_at, bool) or not isinstance(issued_at, int) or date_of(issued_at) is None:
-        return None, "iat is not a time (whole seconds since 1970, before year 10000)"
-    file = claims.get("file")
-    if not isinstance(file, dict) or not isinstance(file.get("sha256"), str):
-        return None, "file is not an object naming the file's sha256"
-    return claims, None
-
-
-def _valid(key: rsa.RSAPublicKey, signature: bytes, data: bytes, algorithm) -> bool:
+def _valid(
+    key: rsa.RSAPublicKey, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm | utils.Prehashed
+) -> bool:
     try:
         key.verify(signature, data, padding.PKCS1v15(), algorithm)
         return True

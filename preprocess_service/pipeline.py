@@ -1,4 +1,4 @@
-"""analyse(path) → Analysis: decode → crops → one backbone pass → temporal head → verdicts.
+"""analyze(path) → Analysis: decode → crops → one backbone pass → temporal head → verdicts.
 
 CPU stages (decode, face detection, crops) run in a bounded thread pool so the event loop stays
 free. Per video there is exactly one backbone call over its distinct crops; the ``sequence``
@@ -15,13 +15,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from model_contract.identity import ModelInfo, Rule
 from preprocess_service.errors import BackendUnavailable, NoFaceDetected
 from preprocess_service.faces import CropCollector, FaceCrops, FaceDetector
-from preprocess_service.inference import InferenceBackend, ModelInfo
+from preprocess_service.inference import InferenceBackend
 from preprocess_service.metrics import Metrics
-from preprocess_service.scoring import FrameScore, Rule, Verdict, original_verdict, sequence_verdict, spread_positions
+from preprocess_service.scoring import FrameScore, Verdict, original_verdict, sequence_verdict, spread_positions
 from preprocess_service.settings import Settings
 from preprocess_service.video import DecodeBudget, SampledVideo, read_video
+
+
+def display_indices(sample_indices: list[int], count: int) -> list[int]:
+    """The frames shown (the original's display frames: sample positions 0, 10, 20, 29 of 30 for 4),
+    each once, in order: the one rule for what the answer shows and the images keep."""
+    return sorted({sample_indices[i] for i in spread_positions(len(sample_indices), count)})
 
 
 @dataclass
@@ -33,14 +40,21 @@ class Analysis:
     rule: Rule  # the one that fills result / confidence / p_fake
     timings: dict[str, float]
     model: ModelInfo
+    display: list[int]  # the frame indices shown (display_indices)
 
     @property
     def verdict(self) -> Verdict:
         return self.verdicts[self.rule]
 
-    def display_positions(self, count: int) -> list[int]:
-        """The original's display frames (sample positions 0, 10, 20, 29 of 30 for 4), each once."""
-        return sorted({self.frames[i].frame_index for i in spread_positions(len(self.frames), count)})
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    """One pass of decoding and cutting: the samples, their crops, and the wall time of each part."""
+
+    video: SampledVideo
+    faces: FaceCrops
+    decode_s: float  # decoding, with the faces found meanwhile
+    faces_s: float  # the face work left once decoding ended
 
 
 class Analyzer:
@@ -73,17 +87,12 @@ class Analyzer:
             self._model = model
         return self._model
 
-    def _read_and_crop(self, path: Path, model: ModelInfo) -> tuple[SampledVideo, FaceCrops, float, float]:
+    def _read_and_crop(self, path: Path, model: ModelInfo) -> DecodedVideo:
         """Decode and cut in one pass: each frame goes to the face pool as soon as it is decoded (faces
-        are found while the next frames decode) and is dropped unless it will be shown (artefacts), so
-        memory per analysis is its crops and at most a few frames. Returns the wall time of decoding
-        and of the face work left after it."""
+        are found while the next frames decode) and is dropped unless it will be shown (artifacts), so
+        memory per analysis is its crops and at most a few frames."""
         s = self._settings
-        shown = (
-            (lambda indices: {indices[i] for i in spread_positions(len(indices), s.display_frames)})
-            if s.artifacts
-            else None
-        )
+        shown = (lambda indices: set(display_indices(indices, s.display_frames))) if s.artifacts else None
         collector = CropCollector(self._detector, model.preprocessing, keep_positions=shown, executor=self._face_pool)
         budget = DecodeBudget(s.max_video_pixels, s.max_decoded_frames, s.max_decode_s)
         started = time.perf_counter()
@@ -94,15 +103,14 @@ class Analyzer:
             raise
         decoded = time.perf_counter()
         faces = collector.result()
-        return video, faces, decoded - started, time.perf_counter() - decoded
+        return DecodedVideo(video, faces, decoded - started, time.perf_counter() - decoded)
 
-    async def analyse(self, path: Path) -> Analysis:
+    async def analyze(self, path: Path) -> Analysis:
         model = await self.model_info()
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        video, faces, decode_seconds, face_seconds = await loop.run_in_executor(
-            self._pool, self._read_and_crop, path, model
-        )
+        decoded = await loop.run_in_executor(self._pool, self._read_and_crop, path, model)
+        video, faces, face_seconds = decoded.video, decoded.faces, decoded.faces_s
         if not faces.positions:
             raise NoFaceDetected(f"no face was found in any of the {len(video.frames)} sampled frames")
         found = time.perf_counter()
@@ -131,4 +139,5 @@ class Analyzer:
         for stage, seconds in timings.items():
             self._metrics.stage_seconds.labels(stage).observe(seconds)
         self._metrics.backbone_batch.observe(len(faces.positions))
-        return Analysis(video, faces, frames, verdicts, self._settings.verdict, timings, model)
+        display = display_indices(video.sample_indices, self._settings.display_frames)
+        return Analysis(video, faces, frames, verdicts, self._settings.verdict, timings, model, display)

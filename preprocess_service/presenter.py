@@ -1,6 +1,6 @@
 """Turn an Analysis into what the endpoints answer: the seed's fields first, then what was added.
 
-Routes stay thin: they receive, analyse and hand the analysis here. The model block is the same in
+Routes stay thin: they receive, analyze and hand the analysis here. The model block is the same in
 every answer (``/predict/``, ``/predict_csv/`` JSON and CSV, ``/readyz``), so that whoever reads an
 answer can tell which checkpoint, architecture and preprocessing produced it.
 """
@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 import numpy as np
+from fastapi.responses import Response
 
+from model_contract.identity import ModelInfo
 from preprocess_service import artifacts
-from preprocess_service.inference import ModelInfo
 from preprocess_service.pipeline import Analysis
 from preprocess_service.schemas import (
     CroppedFace,
@@ -70,10 +71,8 @@ def frame_rows(analysis: Analysis) -> list[FrameRow]:
     ]
 
 
-def predict_response(
-    analysis: Analysis, upload: Upload, display_count: int, analysis_id: str | None, receipt: str
-) -> PredictResponse:
-    shown = analysis.display_positions(display_count)
+def predict_response(analysis: Analysis, upload: Upload, analysis_id: str | None, receipt: str) -> PredictResponse:
+    shown = analysis.display
     score_of = {frame.frame_index: frame for frame in analysis.frames}
     faces = analysis.faces
     verdict = analysis.verdict
@@ -128,10 +127,10 @@ def predict_response(
     )
 
 
-def display_images(analysis: Analysis, display_count: int) -> dict[str, np.ndarray]:
-    """The JPEGs an artefact-writing service stores for the display frames (frame and model input)."""
+def display_images(analysis: Analysis) -> dict[str, np.ndarray]:
+    """The JPEGs an artifact-writing service stores for the display frames (frame and model input)."""
     crops = analysis.faces
-    shown = analysis.display_positions(display_count)
+    shown = analysis.display
     images = {f"frame_{i}.jpg": rgb for i in shown if (rgb := analysis.video.frames[i].rgb) is not None}
     images.update({f"face_{i}.jpg": crops.crops[crops.positions.index(i)] for i in shown if i in crops.positions})
     return images
@@ -140,6 +139,23 @@ def display_images(analysis: Analysis, display_count: int) -> dict[str, np.ndarr
 def csv_response(analysis: Analysis, upload: Upload, receipt: str) -> PredictCsvResponse:
     return PredictCsvResponse(
         filename=upload.filename, frames_csv=frame_rows(analysis), model=model_block(analysis.model), receipt=receipt
+    )
+
+
+RECEIPT_HEADER = "X-Deepfake-Receipt"  # the CSV answer's receipt (the JSON answers carry it in the body)
+
+
+def wants_csv(format: str | None, accept: str) -> bool:
+    """``?format=csv`` or ``?format=json`` decides; without it, an ``Accept`` naming text/csv."""
+    return format == "csv" or (format is None and "text/csv" in accept)
+
+
+def csv_file(analysis: Analysis, upload: Upload, receipt: str) -> Response:
+    """The per-frame scores as a CSV download named after the upload, its receipt in a header."""
+    return Response(
+        csv_text(analysis),
+        media_type="text/csv",
+        headers={"Content-Disposition": csv_content_disposition(upload.filename), RECEIPT_HEADER: receipt},
     )
 
 

@@ -11,22 +11,16 @@ byte in the file, a changed score or another key fails it. ``POST /integrity/ver
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from datetime import datetime
 
+from model_contract.receipts import frames_digest
 from preprocess_service.pipeline import Analysis
 from preprocess_service.scoring import FrameScore
 
+__all__ = ["frames_digest", "receipt_claims", "reissued_claims"]
 ISSUER = "deepfake-detector"
 VERSION = 1
-
-
-def frames_digest(frames: list[tuple[int, float | None]]) -> str:
-    """SHA-256 of the per-frame scores as canonical JSON ``[[frame_index, p_fake rounded to 6], ...]``
-    (``null`` where no face): a client recomputes it from the CSV or JSON answer's frames."""
-    canonical = [[int(index), None if p is None else round(float(p), 6)] for index, p in frames]
-    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
 
 
 def scored(frames: list[FrameScore]) -> list[tuple[int, float | None]]:

@@ -1,7 +1,7 @@
-"""Retention: the history's size and age bounded, and its artefacts removed with it.
+"""Retention: the history's size and age bounded, and its artifacts removed with it.
 
 A purge erases analyses older than ``DEEPFAKE_HISTORY_RETENTION_DAYS`` and, per owner, all but the
-newest ``DEEPFAKE_HISTORY_MAX_PER_OWNER``; the erased analyses' artefact folders go too. It runs at
+newest ``DEEPFAKE_HISTORY_MAX_PER_OWNER``; the erased analyses' artifact folders go too. It runs at
 start and then every ``DEEPFAKE_HISTORY_PURGE_INTERVAL_S`` in each replica: a purge is idempotent,
 so replicas purging the same database at once only repeat each other's work.
 """

@@ -10,7 +10,7 @@ from preprocess_service.video import VideoMetadata
 class DisplayFrame(BaseModel):
     frame_index: int
     frame_time_sec: float
-    url: str | None = Field(None, description="set only when the service writes artefacts (DEEPFAKE_ARTIFACTS=1)")
+    url: str | None = Field(None, description="set only when the service writes artifacts (DEEPFAKE_ARTIFACTS=1)")
     confidence: float | None
     label: str
     p_fake: float | None = None

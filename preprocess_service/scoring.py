@@ -11,16 +11,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal
 
 from model_contract import LABELS
+from model_contract.identity import DEFAULT_THRESHOLD, Rule
 
-Rule = Literal["sequence", "original"]
-RULES: tuple[Rule, ...] = ("sequence", "original")
 ORIGINAL_FRAMES = 4  # the original showed, and voted with, 4 frames
-
-
-DEFAULT_THRESHOLD = 0.5
 
 
 def label_of(p_fake: float, threshold: float = DEFAULT_THRESHOLD) -> str:

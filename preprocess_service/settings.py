@@ -11,8 +11,8 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_contract import backbone_model_name
+from model_contract.identity import Rule
 from preprocess_service.face_model import DEFAULT_PATH as DEFAULT_FACE_MODEL
-from preprocess_service.scoring import Rule
 
 Backend = Literal["embedded", "triton-http", "triton-grpc"]
 Precision = Literal["fp32", "bf16", "int8"]
@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     )
     retry_after_s: int = 2
 
-    # Display artefacts (off by default: nothing is written to disk on the hot path)
+    # Display artifacts (off by default: nothing is written to disk on the hot path)
     artifacts: bool = False
     artifacts_dir: Path = Path("var/artifacts")
     artifacts_ttl_s: int = 3600
@@ -127,11 +127,11 @@ class Settings(BaseSettings):
     )
     history_cache: bool = Field(
         True,
-        description="answer a file this owner already analysed with the same model from the history "
+        description="answer a file this owner already analyzed with the same model from the history "
         "(?refresh=1 forces)",
     )
     history_retention_days: float = Field(
-        90, ge=0, description="analyses (and their artefacts) older than this are purged; 0 = kept forever"
+        90, ge=0, description="analyses (and their artifacts) older than this are purged; 0 = kept forever"
     )
     history_max_per_owner: int = Field(
         10_000, ge=0, description="only the newest this many analyses per owner are kept; 0 = no bound"

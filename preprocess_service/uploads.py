@@ -19,10 +19,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from fastapi import Request
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from preprocess_service.errors import EmptyUpload, InvalidRequest, MalformedUpload, UploadTimeout, UploadTooLarge
 from preprocess_service.sanitize import MAX_FILENAME_CHARS, clean_text
@@ -54,7 +55,7 @@ class Upload:
 class _Receiver:
     """The parser's callbacks: headers per part, file data to disk, text fields to memory."""
 
-    def __init__(self, file_handle, max_bytes: int) -> None:
+    def __init__(self, file_handle: BinaryIO | None, max_bytes: int) -> None:  # None: only checks headers
         self.file_handle, self.max_bytes = file_handle, max_bytes
         self.total = 0  # every part's data, text fields included, against the cap
         self.digest, self.size, self.filename, self.file_seen = hashlib.sha256(), 0, "", False
@@ -108,7 +109,8 @@ class _Receiver:
             if self.size > self.max_bytes:
                 raise UploadTooLarge(f"the upload exceeds {self.max_bytes / 2**20:g} MB")
             self.digest.update(chunk)
-            self.file_handle.write(chunk)
+            if self.file_handle is not None:
+                self.file_handle.write(chunk)
         elif len(self._text) + len(chunk) <= MAX_TEXT_FIELD_BYTES:
             self._text += chunk
         else:
@@ -172,6 +174,8 @@ async def receive_upload(
             try:
                 async for chunk in _chunks(request, limits):
                     parser.write(chunk)
+                if parser.state != MultipartState.END:  # finalize() does not check it (python-multipart's TODO)
+                    raise MalformedUpload("the multipart body ended before its closing boundary (a cut-off upload)")
                 parser.finalize()
             except (FormParserError, ValueError, UnicodeDecodeError) as error:
                 raise MalformedUpload(f"malformed multipart body ({error.__class__.__name__})") from error

@@ -104,7 +104,7 @@ class Container:
 
 # Only these are opened, each with its demuxer forced, so FFmpeg never picks one by content: its
 # playlist, concat, image-sequence and similar demuxers read *other* files named inside the upload
-# (a 41-byte text upload could make the service analyse another file on the server). Phones and
+# (a 41-byte text upload could make the service analyze another file on the server). Phones and
 # cameras write MP4/QuickTime; Matroska/WebM and AVI are what other tools write. A file that starts
 # like one of them but will not open is damaged or truncated (422); anything else is 415.
 CONTAINERS = (
@@ -160,7 +160,9 @@ def _timeline(
     return _Timeline([pts for pts, _ in entries], [i for i, (_, key) in enumerate(entries) if key])
 
 
-def _metadata(container, stream, path: Path, timeline: _Timeline, rotation: int) -> VideoMetadata:
+def _metadata(
+    container: av.container.InputContainer, stream: av.VideoStream, path: Path, timeline: _Timeline, rotation: int
+) -> VideoMetadata:
     tags = {**dict(stream.metadata), **dict(container.metadata)}
     time_base = stream.time_base or Fraction(1, 1)
     span = (timeline.pts[-1] - timeline.pts[0]) if len(timeline.pts) > 1 else 0

@@ -96,3 +96,13 @@ def database_url(request, tmp_path) -> Iterator[str]:
     with engine.begin() as connection:
         connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     engine.dispose()
+
+
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything outside tests/unit is an integration test (``-m "not integration"`` leaves it out)."""
+    for item in items:
+        if UNIT not in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)

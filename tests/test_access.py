@@ -7,7 +7,7 @@ import pytest
 
 from preprocess_service.access import ApiKey, hash_key, parse_api_keys
 from preprocess_service.settings import Settings
-from tests.server import post_file, running_service
+from testing.server import post_file, running_service
 
 KEY = "s3cret-key-for-tests"
 PAYLOAD = b"any bytes at all" * 100

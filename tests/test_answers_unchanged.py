@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from preprocess_service.settings import Settings
-from tests.server import running_service
+from testing.server import running_service
 
 REFERENCE = Path(__file__).parent / "data" / "seed_answers.json"
 VOLATILE = ("processing_time_sec", "stage_times_sec", "analyzed_at", "history_id", "receipt")

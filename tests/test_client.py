@@ -12,7 +12,7 @@ import pytest
 from deepfake_client import DeepfakeClient, ServiceError
 from deepfake_client.__main__ import main
 from preprocess_service.settings import Settings
-from tests.server import running_service
+from testing.server import running_service
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_csv_sign_verify_and_receipts(service, seed_videos, tmp_path, capsys):
     assert code == 1 and "per-frame" in json.loads(out)["error"]
 
 
-def test_history_lists_what_was_analysed(service, seed_videos, capsys):
+def test_history_lists_what_was_analyzed(service, seed_videos, capsys):
     with DeepfakeClient(service) as client:
         answer = client.predict(seed_videos[4], refresh=True)
         found = client.history(sha256=answer["sha256_hex"])

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from preprocess_service.settings import Settings
+from testing.server import running_service
 from tests.conftest import ROOT
-from tests.server import running_service
 
 DEPLOY = ROOT / "deploy"
 K8S_VERSION = "1.32.0"  # the oldest Kubernetes release the manifests promise to work on

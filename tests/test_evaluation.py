@@ -3,7 +3,7 @@ scikit-learn, resume, --url, the report in headless Chromium, the threshold roun
 
 Dataset: FAKE = the 4 seed .mp4 files and a truncated copy of one (an error row); REAL = the seed
 .MOV and two clips made from scikit-image's astronaut photo (real face, real H.264). The model is
-tests/sensitive_model.py centred on whole sequences, so the sequence verdict's P(FAKE) spreads.
+testing/sensitive_model.py centred on whole sequences, so the sequence verdict's P(FAKE) spreads.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from evaluation.__main__ import main
 from evaluation.runner import RULES, read_rows
 from export.repository import export_repository
 from preprocess_service.settings import Settings
+from testing.sensitive_model import sensitive_model
+from testing.server import post_file, running_service
 from tests import media
-from tests.sensitive_model import sensitive_model
-from tests.server import post_file, running_service
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (make test installs it); Playwright's own download cannot work here
 
@@ -70,7 +70,7 @@ def test_every_video_is_a_row_and_a_broken_one_is_an_error_row(evaluated, datase
     scores = [row.p_fake_sequence for row in rows.values() if row.ok]
     assert max(scores) - min(scores) > 0.2, f"the model must vary for the metrics to mean anything: {scores}"
     summary = json.loads((evaluated / "summary.json").read_text())
-    assert summary["analysed"] == 7 and summary["failed"][0]["video"] == "FAKE/truncated.mp4"
+    assert summary["analyzed"] == 7 and summary["failed"][0]["video"] == "FAKE/truncated.mp4"
     assert summary["untrained_demo"] is False
 
 

@@ -1,6 +1,6 @@
 """Same checkpoint, same answers: the service against the original's way, rebuilt in PyTorch.
 
-The model reacts to its input (tests/sensitive_model.py: per-frame P(FAKE) spreads over most of
+The model reacts to its input (testing/sensitive_model.py: per-frame P(FAKE) spreads over most of
 [0, 1]), so a wrong colour order, resize, box or padding shows. The reference is
 ``benchmarks/baseline_original.py``: OpenCV decoding, MediaPipe then Haar on full frames,
 torchvision's PIL resize, PyTorch eager on one-frame sequences. The service runs over real HTTP on
@@ -19,8 +19,8 @@ from export.checkpoint import Options, load_checkpoint
 from export.repository import export_repository
 from model_contract import PROFILES
 from preprocess_service.settings import Settings
-from tests.sensitive_model import save_checkpoint, sensitive_model
-from tests.server import post_file, running_service
+from testing.sensitive_model import save_checkpoint, sensitive_model
+from testing.server import post_file, running_service
 
 PER_FRAME_BOUND = 0.01
 
@@ -36,7 +36,7 @@ def serving(model, folder: Path):
 
 
 def compare(url: str, reference: OriginalPipeline, video: Path) -> dict:
-    expected = reference.analyse(video, with_sequence=True)
+    expected = reference.analyze(video, with_sequence=True)
     served = post_file(url, video).json()
     rows = post_file(url, video, "/predict_csv/").json()["frames_csv"]
     assert [row["frame_index"] for row in rows] == [frame.frame_index for frame in expected.frames]
@@ -98,7 +98,7 @@ def test_sequence_verdict_matches_the_model_over_the_same_faces(seed_videos, tmp
     with serving(model, tmp_path_factory.mktemp("fidelity_sequences")) as (url, _):
         results = []
         for video in seed_videos:
-            expected = reference.analyse(video, with_sequence=True).sequence_p_fake
+            expected = reference.analyze(video, with_sequence=True).sequence_p_fake
             body = post_file(url, video).json()
             assert body["verdict_rule"] == "sequence" and body["p_fake"] == body["verdicts"]["sequence"]["p_fake"]
             results.append((expected, body["verdicts"]["sequence"]["p_fake"]))

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from preprocess_service.settings import Settings
-from tests.server import post_file, running_service
+from testing.server import post_file, running_service
 
 
 def settings_for(repository, database_url: str, tmp_path, cache: bool = True) -> Settings:

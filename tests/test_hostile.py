@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from preprocess_service.settings import Settings
+from testing.server import post_file, running_service
 from tests.hostile import Case, corpus
-from tests.server import post_file, running_service
 
 ANSWER_WITHIN_S = 30.0  # every case, on a loaded 2-core CI machine; most answer in well under a second
 

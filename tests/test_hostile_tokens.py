@@ -31,7 +31,7 @@ from rich.console import Console
 from deepfake_client.__main__ import printable
 from preprocess_service.integrity import ENVELOPE_MAGIC, KEY_FILE, attestation_payload, key_id_of
 from preprocess_service.settings import Settings
-from tests.server import post_file, running_service
+from testing.server import post_file, running_service
 
 PAYLOAD = b"any bytes: the integrity routes do not care whether it is a video" * 64
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from preprocess_service.integrity import KEY_FILE, load_signer
 from preprocess_service.settings import Settings
-from tests.server import post_file, running_service
+from testing.server import post_file, running_service
 
 PAYLOAD = bytes(range(256)) * 400  # any bytes: integrity does not care whether it is a video
 

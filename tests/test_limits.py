@@ -20,7 +20,7 @@ import httpx
 from deploy.ports import free_port, wait_until
 from preprocess_service.access import hash_key
 from preprocess_service.settings import Settings
-from tests.server import running_service
+from testing.server import running_service
 
 
 def test_failed_authentications_count_toward_a_per_address_limit(demo_repository, tmp_path):

@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import expect
 
 from preprocess_service.settings import Settings
+from testing.server import running_service
 from tests import media
-from tests.server import running_service
 
 CHROMIUM = "/usr/bin/chromium"
 

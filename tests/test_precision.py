@@ -3,7 +3,7 @@ and served on each runtime (embedded ONNX Runtime / OpenVINO, and a real Triton)
 
 The demo model answers ~0.455 to everything, so its parity rows cannot fail (a backbone with
 scales broken 4x still moves its P(FAKE) by under 0.01). The bound is therefore tested on the
-sensitive test model (tests/sensitive_model.py, residual branches at 0.2 as in trained ResNets),
+sensitive test model (testing/sensitive_model.py, residual branches at 0.2 as in trained ResNets),
 whose per-frame P(FAKE) spreads over most of [0, 1]: there an honest int8 is refused at 0.01 and a
 broken one is far worse. Nothing is mocked.
 """
@@ -26,8 +26,8 @@ from export.calibration import calibration_set
 from export.precision import DEFAULT_MAX_DELTA, check_precision, features_runner, write_int8
 from preprocess_service.inference.runtimes import open_model
 from preprocess_service.settings import Settings
-from tests.sensitive_model import save_checkpoint, sensitive_model
-from tests.server import post_file, running_service
+from testing.sensitive_model import save_checkpoint, sensitive_model
+from testing.server import post_file, running_service
 
 SEED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "seed_videos"
 

@@ -19,7 +19,7 @@ from joserfc.errors import JoseError
 from preprocess_service.integrity import Signer
 from preprocess_service.receipts import frames_digest
 from preprocess_service.settings import Settings
-from tests.server import post_file, running_service
+from testing.server import post_file, running_service
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from schemathesis.checks import (
 )
 
 from preprocess_service.settings import Settings
-from tests.server import running_service
+from testing.server import running_service
 
 MAX_EXAMPLES = 25  # per operation: bounded, so the whole schema is fuzzed in about a minute
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from preprocess_service.settings import Settings
+from testing.server import post_file, running_service
 from tests import media
-from tests.server import post_file, running_service
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_seed_video_prediction(service, seed_videos, name):
     shown = [body["frames_csv_indices"][i] for i in (0, 10, 20, 29)]  # the original's display frames
     assert [frame["frame_index"] for frame in body["frames_for_display"]] == shown
     assert {face["frame_index"] for face in body["cropped_faces"]} <= set(shown)
-    assert all(frame["url"] is None for frame in body["frames_for_display"])  # no artefacts by default
+    assert all(frame["url"] is None for frame in body["frames_for_display"])  # no artifacts by default
     model = body["model"]
     assert (model["family"], model["untrained_demo"], model["backend"]) == ("attention", True, "embedded")
     assert model["checkpoint_sha256"] == "none (untrained demo, seed 0)"
@@ -141,7 +141,7 @@ def test_mediapipe_finds_the_face_at_phone_widths(service, tmp_path, width, port
     assert [row["detector"] for row in response.json()["frames_csv"]] == ["mediapipe"] * 30
 
 
-def test_odd_frame_size_is_analysed(service, videos):
+def test_odd_frame_size_is_analyzed(service, videos):
     response = post_file(service, videos["odd"])
     assert response.status_code == 200, response.text
     assert response.json()["metadata"]["width"] == 202  # H.264 4:2:0 stores even sides

@@ -1,4 +1,4 @@
-"""Load and upload limits over real HTTP: admission control, streamed size cap, display artefacts."""
+"""Load and upload limits over real HTTP: admission control, streamed size cap, display artifacts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import httpx
 
 from preprocess_service.artifacts import sweep
 from preprocess_service.settings import Settings
+from testing.server import post_file, running_service
 from tests import media
-from tests.server import post_file, running_service
 
 BOUNDARY = "testboundary"
 
@@ -57,7 +57,7 @@ def test_full_queue_answers_503_with_retry_after(demo_repository, tmp_path):
         first, second = asyncio.run(scenario(url))
         assert second.status_code == 503 and second.headers["Retry-After"] == "2"
         assert second.json()["error"]["code"] == "overloaded"
-        assert first.status_code == 415  # it was admitted and analysed (and was not a video)
+        assert first.status_code == 415  # it was admitted and analyzed (and was not a video)
         assert _in_flight(url) == 0
     assert list((tmp_path / "up").iterdir()) == []
 
@@ -98,7 +98,7 @@ def test_artifacts_are_served_when_enabled_and_swept_after_their_ttl(demo_reposi
         assert len(urls) == 8 and all(u and u.startswith("/artifacts/") for u in urls)
         deadline = time.monotonic() + 20
         while not all(httpx.get(url + u).status_code == 200 for u in urls):
-            assert time.monotonic() < deadline, "artefacts were never written"
+            assert time.monotonic() < deadline, "artifacts were never written"
             time.sleep(0.1)
         image = httpx.get(url + urls[-1])
         assert image.headers["content-type"] == "image/jpeg" and image.content[:2] == b"\xff\xd8"

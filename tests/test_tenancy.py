@@ -24,8 +24,8 @@ from preprocess_service.access import hash_key
 from preprocess_service.history.store import HistoryStore
 from preprocess_service.sanitize import MAX_METADATA_CHARS
 from preprocess_service.settings import Settings
+from testing.server import post_file, running_service
 from tests import media
-from tests.server import post_file, running_service
 
 KEYS = {"a": "key-of-tenant-a", "b": "key-of-tenant-b", "op": "key-of-the-operator"}
 A, B, OP = ({"X-API-Key": KEYS[name]} for name in ("a", "b", "op"))
@@ -34,7 +34,7 @@ SECRET_NAME = "A-confidential-board-meeting-2026.mp4"
 
 
 def keyed(repository: Path, database_url: str, tmp_path: Path, **overrides) -> Settings:
-    """Keys configured but not required: the case where an anonymous caller may still analyse."""
+    """Keys configured but not required: the case where an anonymous caller may still analyze."""
     entries = f"a:{hash_key(KEYS['a'])},b:{hash_key(KEYS['b'])},op:{hash_key(KEYS['op'])}:operator"
     options = {
         "model_repository": repository,
@@ -112,7 +112,7 @@ def test_a_caller_without_a_key_owns_nothing(tenants):
         response = tenants.get(path, ANONYMOUS)
         assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
     assert tenants.delete("/analyses", ANONYMOUS, sha256=tenants.answer["sha256_hex"]).status_code == 401
-    anonymous = tenants.upload(ANONYMOUS)  # may analyse (keys are not required here) ...
+    anonymous = tenants.upload(ANONYMOUS)  # may analyze (keys are not required here) ...
     assert anonymous["cached"] is False and anonymous["history_id"] is None  # ... but is never answered from a row
     assert all(frame["url"] is None for frame in anonymous["frames_for_display"])  # and keeps no images
     assert tenants.get("/stats", OP).json()["analyses"] == 1  # nothing stored under anyone's name

@@ -13,7 +13,7 @@ import tritonclient.grpc.aio as grpc_aio
 import tritonclient.http as httpclient
 
 from preprocess_service.settings import Settings
-from tests.server import post_file, running_service
+from testing.server import post_file, running_service
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

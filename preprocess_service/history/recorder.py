@@ -20,14 +20,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
+from model_contract.identity import ModelInfo
 from preprocess_service.errors import HistoryUnavailable
 from preprocess_service.history.models import AnalysisRecord
 from preprocess_service.history.store import HistoryStore
-from preprocess_service.inference.base import ModelInfo
 from preprocess_service.metrics import Metrics
+from preprocess_service.pipeline import Analysis
 from preprocess_service.settings import Settings
+from preprocess_service.uploads import Upload
 
 log = logging.getLogger("deepfake.history")
 T = TypeVar("T")
@@ -97,28 +100,36 @@ class History:
         self._metrics.cache_hits.inc()
         return {**record.answer, "history_id": record.id}
 
-    async def record(self, analysis_id: str, owner: str | None, key: str | None, answer: dict, size: int) -> bool:
-        """Stores the answer under its owner; False when there is none, or (logged, counted) when the
-        database failed."""
+    async def record(
+        self,
+        analysis_id: str,
+        owner: str | None,
+        key: str | None,
+        analysis: Analysis,
+        upload: Upload,
+        answer: BaseModel,
+    ) -> bool:
+        """Stores the analysis under its owner (its summary from the domain objects, the answer whole
+        beside it); False when there is no owner, or (logged, counted) when the database failed."""
         if self.store is None or owner is None:
             return False
-        verdict = answer["verdicts"][answer["verdict_rule"]]
+        verdict, model = analysis.verdict, analysis.model
         record = AnalysisRecord(
             id=analysis_id,
             owner=owner,
             created_at=datetime.now(UTC),
-            filename=answer["filename"][:512],
-            size=size,
-            sha256=answer["sha256_hex"],
+            filename=upload.filename[:512],
+            size=upload.size,
+            sha256=upload.sha256,
             model_key=key or "",
-            checkpoint_sha256=answer["model"]["checkpoint_sha256"][:128],
-            precision=answer["model"]["precision"],
-            untrained_demo=answer["model"]["untrained_demo"],
-            rule=answer["verdict_rule"],
-            result=verdict["result"],
-            p_fake=verdict["p_fake"],
-            total_s=answer["processing_time_sec"],
-            answer=answer,
+            checkpoint_sha256=model.checkpoint_sha256[:128],
+            precision=model.precision,
+            untrained_demo=model.untrained_demo,
+            rule=analysis.rule,
+            result=verdict.label,
+            p_fake=round(verdict.p_fake, 6),  # as the answer gives it
+            total_s=round(analysis.timings["total"], 3),
+            answer=answer.model_dump(mode="json"),
         )
         store = self.store
         try:
@@ -130,6 +141,10 @@ class History:
             return False
         self.write_failure = None
         return saved
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
 
     def count_failure(self, operation: str) -> None:
         self._metrics.history_errors.labels(operation).inc()

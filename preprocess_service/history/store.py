@@ -195,7 +195,7 @@ class HistoryStore:
 
     def purge(self, now: datetime, max_age: timedelta | None, max_per_owner: int | None) -> list[str]:
         """Retention: erases analyses older than ``max_age`` and, per owner, all but the newest
-        ``max_per_owner``. Returns the ids erased (their artefacts go too)."""
+        ``max_per_owner``. Returns the ids erased (their artifacts go too)."""
         with Session(self.engine) as session, session.begin():
             ids: list[str] = []
             if max_age is not None:

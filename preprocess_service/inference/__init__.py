@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from preprocess_service.inference.base import InferenceBackend, ModelInfo
+from preprocess_service.inference.base import InferenceBackend
 from preprocess_service.settings import Settings
 
 
@@ -34,4 +34,4 @@ def make_backend(settings: Settings) -> InferenceBackend:
     )
 
 
-__all__ = ["InferenceBackend", "ModelInfo", "make_backend"]
+__all__ = ["InferenceBackend", "make_backend"]

@@ -10,69 +10,22 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from model_contract import (
-    CHECKPOINT_SHA256,
-    FAMILY,
-    MAX_TIME,
-    PRECISION,
-    UNTRAINED_DEMO,
-    PreprocessingProfile,
-    threshold_key,
-)
+from model_contract.identity import ModelInfo, ModelMismatch
 from preprocess_service.errors import BackendUnavailable
-from preprocess_service.scoring import DEFAULT_THRESHOLD, RULES
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What an export recorded about its model (``parameters`` of config.pbtxt / ONNX metadata)."""
-
-    family: str
-    input_size: int
-    untrained_demo: bool
-    checkpoint_sha256: str
-    backend: str
-    preprocessing: PreprocessingProfile
-    architecture: dict[str, str] = field(default_factory=dict)  # sizes read from the checkpoint, heads, ...
-    max_time: int | None = None  # longest sequence the temporal head takes (None: no limit)
-    precision: str = "fp32"  # the backbone's arithmetic
-    runtime: str = "unknown"  # the engine that runs it, as it reports itself
-    thresholds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(RULES, DEFAULT_THRESHOLD))
-
-    @classmethod
-    def from_parameters(
-        cls, parameters: dict[str, str], input_size: int, backend: str, runtime: str = "unknown"
-    ) -> ModelInfo:
-        preprocessing = PreprocessingProfile.from_parameters(parameters, input_size)
-        if preprocessing.size != input_size:
-            raise BackendUnavailable(
-                f"the model takes {input_size} px but its preprocessing profile says {preprocessing.size}: re-export it"
-            )
-        recorded_elsewhere = {FAMILY, CHECKPOINT_SHA256, UNTRAINED_DEMO, MAX_TIME, PRECISION, "input_size"}
-        architecture = {
-            key: value
-            for key, value in parameters.items()
-            if key not in recorded_elsewhere and not key.startswith(("preprocessing", "verdict_threshold_"))
-        }
-        max_time = parameters.get(MAX_TIME, "none")
-        return cls(
-            family=parameters.get(FAMILY, "unknown"),
-            input_size=input_size,
-            untrained_demo=parameters.get(UNTRAINED_DEMO, "false") == "true",
-            checkpoint_sha256=parameters.get(CHECKPOINT_SHA256, "unknown"),
-            backend=backend,
-            preprocessing=preprocessing,
-            architecture=architecture,
-            max_time=int(max_time) if max_time.isdigit() else None,
-            precision=parameters.get(PRECISION, "fp32"),
-            runtime=runtime,
-            thresholds={rule: float(parameters.get(threshold_key(rule), DEFAULT_THRESHOLD)) for rule in RULES},
-        )
+def identify(parameters: dict[str, str], input_size: int, backend: str, runtime: str) -> ModelInfo:
+    """The served model's identity from its recorded parameters; a contradiction is a 503 until
+    the model is re-exported."""
+    try:
+        return ModelInfo.from_parameters(parameters, input_size, backend, runtime=runtime)
+    except ModelMismatch as error:
+        raise BackendUnavailable(str(error)) from None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from tritonclient.grpc import model_config_pb2
 
 from model_contract import DEFAULT_MAX_BATCH, PRECISION, TEMPORAL_OUTPUTS
 from preprocess_service.errors import BackendUnavailable
-from preprocess_service.inference.base import ChunkedBackend, ModelInfo, ServedModels
+from preprocess_service.inference.base import ChunkedBackend, ModelInfo, ServedModels, identify
 from preprocess_service.inference.runtimes import CompiledModel, RuntimeUnavailable, open_model, resolve_runtime
 
 
@@ -102,7 +102,7 @@ class EmbeddedBackend(ChunkedBackend):
         )
         self._backbone, self._temporal = backbone, temporal
         parameters = {**backbone.metadata, **config_parameters(self._repository / backbone_name)}
-        return ModelInfo.from_parameters(parameters, self.served.input_size, self.name, runtime=backbone.runtime)
+        return identify(parameters, self.served.input_size, self.name, backbone.runtime)
 
     async def start(self) -> ModelInfo:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
@@ -110,7 +110,7 @@ class EmbeddedBackend(ChunkedBackend):
     async def ready(self) -> bool:
         return self._backbone is not None and self._temporal is not None
 
-    async def _run(self, model: CompiledModel | None, output: str, name: str, data: np.ndarray):
+    async def _run(self, model: CompiledModel | None, output: str, name: str, data: np.ndarray) -> np.ndarray:
         if model is None:
             raise BackendUnavailable("the embedded models are not loaded")
         return await asyncio.get_running_loop().run_in_executor(self._pool, model.run, output, {name: data})

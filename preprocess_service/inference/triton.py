@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 
 from model_contract import TEMPORAL_OUTPUTS
 from preprocess_service.errors import BackendUnavailable
-from preprocess_service.inference.base import ChunkedBackend, ModelInfo, ServedModels
+from preprocess_service.inference.base import ChunkedBackend, ModelInfo, ServedModels, identify
 from preprocess_service.inference.shared_memory import SharedMemoryPool
 from preprocess_service.inference.triton_protocols import TritonProtocol
 
@@ -96,7 +96,7 @@ class TritonBackend(ChunkedBackend):
             await self._shared_memory.open(self._call, self.served.max_batch * size * size * 3)
         parameters = {key: value["string_value"] for key, value in backbone.get("parameters", {}).items()}
         runtime = backbone.get("platform") or backbone.get("backend") or "unknown"
-        return ModelInfo.from_parameters(parameters, self.served.input_size, self.name, runtime=f"triton {runtime}")
+        return identify(parameters, self.served.input_size, self.name, f"triton {runtime}")
 
     async def ready(self) -> bool:
         try:

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from preprocess_service import artifacts
-from preprocess_service.dependencies import OwnerCaller, ServicesDep
+from preprocess_service.dependencies import OwnerDep, ServicesDep
 from preprocess_service.errors import NotFound
 from preprocess_service.schemas import ErrorResponse
 
@@ -21,7 +21,7 @@ router = APIRouter(tags=["history"])
     response_class=FileResponse,
     responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorResponse, "description": "no such image"}},
 )
-async def artifact(analysis_id: str, name: str, services: ServicesDep, caller: OwnerCaller) -> FileResponse:
+async def artifact(analysis_id: str, name: str, services: ServicesDep, caller: OwnerDep) -> FileResponse:
     """A display frame or face crop of one of the caller's analyses (``frame_<i>.jpg``, ``face_<i>.jpg``)."""
     settings = services.settings
     path = None

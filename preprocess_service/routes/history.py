@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from preprocess_service import artifacts, presenter
 from preprocess_service.access import Caller
-from preprocess_service.dependencies import OwnerCaller, Services, ServicesDep
+from preprocess_service.dependencies import OwnerDep, ServicesDep
 from preprocess_service.errors import NotFound
 from preprocess_service.history.models import AnalysisRecord
 from preprocess_service.history.store import Summary
@@ -24,6 +24,7 @@ from preprocess_service.schemas import (
     StatsResponse,
     StoredAnalysis,
 )
+from preprocess_service.services import Services
 
 router = APIRouter(tags=["history"])
 SHA256 = "^[0-9a-f]{64}$"
@@ -52,7 +53,7 @@ def _summary(record: Summary) -> AnalysisSummary:
 @router.get("/analyses", response_model=AnalysisPage)
 async def list_analyses(
     services: ServicesDep,
-    caller: OwnerCaller,
+    caller: OwnerDep,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 20,
     verdict: Literal["FAKE", "REAL"] | None = None,
@@ -75,7 +76,7 @@ async def _record(services: Services, caller: Caller, analysis_id: str) -> Analy
 
 
 @router.get("/analyses/{analysis_id}.csv", responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}}})
-async def analysis_csv(analysis_id: str, services: ServicesDep, caller: OwnerCaller) -> Response:
+async def analysis_csv(analysis_id: str, services: ServicesDep, caller: OwnerDep) -> Response:
     """The analysis's per-frame scores, as /predict_csv/ gave them."""
     record = await _record(services, caller, analysis_id)
     return Response(
@@ -86,7 +87,7 @@ async def analysis_csv(analysis_id: str, services: ServicesDep, caller: OwnerCal
 
 
 @router.get("/analyses/{analysis_id}", response_model=StoredAnalysis, responses=NOT_FOUND)
-async def get_analysis(analysis_id: str, services: ServicesDep, caller: OwnerCaller) -> StoredAnalysis:
+async def get_analysis(analysis_id: str, services: ServicesDep, caller: OwnerDep) -> StoredAnalysis:
     """The whole answer as it was given, with when it was made."""
     record = await _record(services, caller, analysis_id)
     return StoredAnalysis(id=record.id, created_at=record.created_at.isoformat(), answer=record.answer)
@@ -100,7 +101,7 @@ async def _erase(services: Services, caller: Caller, **which: str) -> ErasureRes
 
 
 @router.delete("/analyses/{analysis_id}", response_model=ErasureResponse, responses=NOT_FOUND)
-async def delete_analysis(analysis_id: str, services: ServicesDep, caller: OwnerCaller) -> ErasureResponse:
+async def delete_analysis(analysis_id: str, services: ServicesDep, caller: OwnerDep) -> ErasureResponse:
     """Erases one analysis and its images (an operator: anyone's)."""
     erased = await _erase(services, caller, analysis_id=analysis_id)
     if not erased.deleted:
@@ -111,7 +112,7 @@ async def delete_analysis(analysis_id: str, services: ServicesDep, caller: Owner
 @router.delete("/analyses", response_model=ErasureResponse)
 async def delete_analyses_of_file(
     services: ServicesDep,
-    caller: OwnerCaller,
+    caller: OwnerDep,
     sha256: Annotated[str, Query(pattern=SHA256, description="erase every analysis of this file")],
 ) -> ErasureResponse:
     """Erases every analysis of one file (its SHA-256) and their images: the caller's own, or, for
@@ -120,6 +121,6 @@ async def delete_analyses_of_file(
 
 
 @router.get("/stats", response_model=StatsResponse)
-async def stats(services: ServicesDep, caller: OwnerCaller) -> StatsResponse:
+async def stats(services: ServicesDep, caller: OwnerDep) -> StatsResponse:
     """The caller's counts, verdict split and latency percentiles (its latest 10 000 analyses)."""
     return StatsResponse(**await asyncio.to_thread(services.history.require().stats, caller.owner_filter))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
-from preprocess_service.dependencies import Admitted, AdmittedToSign, ServicesDep, UploadDep, multipart_body
+from preprocess_service.dependencies import AdmittedDep, ServicesDep, SigningDep, UploadDep, multipart_body
 from preprocess_service.errors import InvalidRequest, InvalidSignature
 from preprocess_service.integrity import date_of
 from preprocess_service.schemas import (
@@ -39,8 +39,8 @@ def decode_signature(encoded: str) -> bytes:
         raise InvalidSignature(f"signature_base64 is not valid base64: {error}") from error
 
 
-@router.post("/sign", response_model=SignResponse, openapi_extra=multipart_body(), dependencies=[AdmittedToSign])
-async def sign(upload: UploadDep, services: ServicesDep) -> SignResponse:
+@router.post("/sign", response_model=SignResponse, openapi_extra=multipart_body())
+async def sign(caller: SigningDep, upload: UploadDep, services: ServicesDep) -> SignResponse:
     signed_at = _now()
     envelope = services.signer.attest(bytes.fromhex(upload.sha256), signed_at)
     return SignResponse(
@@ -56,9 +56,8 @@ async def sign(upload: UploadDep, services: ServicesDep) -> SignResponse:
     "/verify",
     response_model=VerifyResponse,
     openapi_extra=multipart_body("signature_base64"),
-    dependencies=[Admitted],
 )
-async def verify(upload: UploadDep, services: ServicesDep) -> VerifyResponse:
+async def verify(caller: AdmittedDep, upload: UploadDep, services: ServicesDep) -> VerifyResponse:
     encoded = upload.fields.get("signature_base64")
     if encoded is None:
         raise InvalidRequest("missing form field 'signature_base64'")
@@ -79,9 +78,8 @@ async def verify(upload: UploadDep, services: ServicesDep) -> VerifyResponse:
     "/verify-receipt",
     response_model=ReceiptVerifyResponse,
     openapi_extra=multipart_body("receipt"),
-    dependencies=[Admitted],
 )
-async def verify_receipt(upload: UploadDep, services: ServicesDep) -> ReceiptVerifyResponse:
+async def verify_receipt(caller: AdmittedDep, upload: UploadDep, services: ServicesDep) -> ReceiptVerifyResponse:
     """Did this service say this about this file? The receipt's signature must hold under one of its
     keys, and the uploaded file must be the one the receipt names (its SHA-256). Anything that is not
     such a receipt is ``valid: false`` with its ``error``, as a wrong signature is: the caller sent a

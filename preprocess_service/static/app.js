@@ -47,7 +47,7 @@ function upload(file) {
     for (const [name, value] of Object.entries(headers())) request.setRequestHeader(name, value);
     request.upload.onprogress = (event) => {
       if (event.lengthComputable) $("progress").value = (100 * event.loaded) / event.total;
-      if (event.loaded === event.total) $("status").textContent = "Analysing…";
+      if (event.loaded === event.total) $("status").textContent = "Analyzing…";
     };
     request.onload = () => {
       let body = null;
@@ -61,7 +61,7 @@ function upload(file) {
   });
 }
 
-async function analyse(file) {
+async function analyze(file) {
   $("error").hidden = true;
   $("result").hidden = true;
   $("progress").hidden = false;
@@ -97,7 +97,7 @@ function render(answer, file) {
     ["file", answer.filename], ["SHA-256", answer.sha256_hex],
     ["device", [m.make, m.model].filter(Boolean).join(" ") || "unknown"],
     ["codec", m.video_codec], ["duration", `${m.duration} s`], ["resolution", `${m.width}×${m.height}`],
-    ["rotation", `${m.rotation}°`], ["frames analysed", `${answer.frames_analyzed} (${answer.frames_with_face} with a face)`],
+    ["rotation", `${m.rotation}°`], ["frames analyzed", `${answer.frames_analyzed} (${answer.frames_with_face} with a face)`],
     ["model", `${answer.model.family}, ${answer.model.precision}, ${answer.model.runtime}`],
   ];
   $("metadata").replaceChildren(...facts.flatMap(([k, v]) => [element("dt", k), element("dd", String(v ?? ""))]));
@@ -256,14 +256,14 @@ async function loadRecent() {
 document.addEventListener("DOMContentLoaded", () => {
   $("api-key").value = localStorage.getItem("deepfake-api-key") || "";
   $("api-key").addEventListener("change", () => { localStorage.setItem("deepfake-api-key", $("api-key").value.trim()); loadRecent(); });
-  $("file").addEventListener("change", (event) => { if (event.target.files.length) analyse(event.target.files[0]); });
+  $("file").addEventListener("change", (event) => { if (event.target.files.length) analyze(event.target.files[0]); });
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("over");
-    if (event.dataTransfer.files.length) analyse(event.dataTransfer.files[0]);
+    if (event.dataTransfer.files.length) analyze(event.dataTransfer.files[0]);
   });
   $("download-csv").addEventListener("click", downloadCsv);
   $("sign").addEventListener("click", sign);

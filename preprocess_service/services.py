@@ -1,0 +1,97 @@
+"""Everything made once per application and shared by requests, opened and closed side by side.
+
+``Services.open(settings, ...)`` is the application's lifespan: each resource is opened next to the
+line that registers its closing (an ``AsyncExitStack``), so what opens last closes first and a
+failure half-way closes exactly what was opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from preprocess_service import artifacts, retention
+from preprocess_service.access import AccessPolicy
+from preprocess_service.admission import Admission
+from preprocess_service.errors import BackendUnavailable
+from preprocess_service.faces import FaceDetector
+from preprocess_service.history.recorder import History, open_history
+from preprocess_service.inference import InferenceBackend, make_backend
+from preprocess_service.integrity import Signer, load_signer
+from preprocess_service.metrics import Metrics
+from preprocess_service.pipeline import Analyzer
+from preprocess_service.predictions import Predictions
+from preprocess_service.settings import Settings, deprecated_names_in
+
+log = logging.getLogger("deepfake")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    backend: InferenceBackend
+    analyzer: Analyzer
+    signer: Signer
+    metrics: Metrics
+    access: AccessPolicy
+    admission: Admission
+    history: History
+    predictions: Predictions
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, settings: Settings, metrics: Metrics, access: AccessPolicy, backend: InferenceBackend | None = None
+    ) -> AsyncIterator[Services]:
+        """``backend``: one made by the caller (a fake one in the fast tests); else from the settings."""
+        for warning in deprecated_names_in(os.environ):
+            log.warning(warning)
+        async with AsyncExitStack() as stack:
+            backend = backend or make_backend(settings)
+            stack.push_async_callback(backend.close)
+            detector = FaceDetector(
+                settings.face_model_path,
+                settings.face_min_confidence,
+                settings.face_margin,
+                settings.face_haar_max_side,
+            )
+            stack.callback(detector.close)
+            pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="decode")
+            stack.callback(pool.shutdown, wait=True)
+            face_pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="faces")
+            stack.callback(face_pool.shutdown, wait=True)
+            history = await asyncio.to_thread(open_history, settings, metrics)
+            stack.callback(history.close)
+            analyzer = Analyzer(settings, detector, backend, pool, metrics, face_pool)
+            signer = load_signer(settings.signing_key, settings.keys_dir, settings.previous_keys_dir)
+            services = cls(
+                settings=settings,
+                backend=backend,
+                analyzer=analyzer,
+                signer=signer,
+                metrics=metrics,
+                access=access,
+                admission=Admission(settings.max_in_flight, settings.retry_after_s, metrics),
+                history=history,
+                predictions=Predictions(settings, analyzer, history, signer),
+            )
+            with contextlib.suppress(BackendUnavailable):  # not ready yet: /readyz says so, requests retry
+                await analyzer.model_info()
+            for chore in _chores(settings, history):
+                stack.callback(asyncio.create_task(chore).cancel)
+            yield services
+
+
+def _chores(settings: Settings, history: History) -> list:
+    """What runs beside the requests for the application's life: retention, the images' TTL sweep."""
+    chores = [retention.purge_forever(history, settings)]
+    if settings.artifacts:
+        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        chores.append(artifacts.sweep_forever(settings.artifacts_dir, settings.artifacts_ttl_s))
+    return chores
