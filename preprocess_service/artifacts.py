@@ -57,7 +57,7 @@ def write_images(root: Path, owner: str, analysis_id: str, images: dict[str, np.
 
 def find_image(root: Path, owner: str | None, analysis_id: str, name: str) -> Path | None:
     """The image, if it exists and the owner may see it (``owner`` None: any owner, the operator)."""
-    if not ANALYSIS_ID.match(analysis_id) or not IMAGE_NAME.match(name) or not root.is_dir():
+    if not ANALYSIS_ID.fullmatch(analysis_id) or not IMAGE_NAME.fullmatch(name) or not root.is_dir():
         return None
     folders = [owner_folder(root, owner)] if owner is not None else [p for p in root.iterdir() if p.is_dir()]
     for folder in folders:
@@ -69,7 +69,7 @@ def find_image(root: Path, owner: str | None, analysis_id: str, name: str) -> Pa
 
 def remove(root: Path, analysis_ids: Iterable[str]) -> int:
     """Removes these analyses' folders, whoever owns them (the ids come from erased history rows)."""
-    wanted = {analysis_id for analysis_id in analysis_ids if ANALYSIS_ID.match(analysis_id)}
+    wanted = {analysis_id for analysis_id in analysis_ids if ANALYSIS_ID.fullmatch(analysis_id)}
     if not wanted or not root.is_dir():
         return 0
     removed = 0
