@@ -29,8 +29,11 @@ $(STAMP): pyproject.toml
 model: setup
 	@test -f $(REPO)/deepfake_backbone/1/model.onnx || $(BIN)/deepfake-export --demo --repository $(REPO)
 
+# make serve PORT=8081 HOST=0.0.0.0: another port, or every interface (mind SECURITY.md first).
+HOST ?= 127.0.0.1
+PORT ?= 8080
 serve: model
-	$(BIN)/deepfake-serve --host 127.0.0.1 --port 8080 --model-repository $(REPO)
+	$(BIN)/deepfake-serve --host $(HOST) --port $(PORT) --model-repository $(REPO)
 
 test: lint kubectl chromium postgres redis
 	$(BIN)/python -m pytest

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
+import sys
 
 import uvicorn
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens there: said in words before uvicorn would die with Errno 98."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,6 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), help="embedded engine")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     args = parser.parse_args(argv)
+    if port_in_use(args.host, args.port):
+        print(
+            f"deepfake-serve: port {args.port} on {args.host} is already in use (another deepfake-serve?); "
+            f"choose another: deepfake-serve --port {args.port + 1}, or make serve PORT={args.port + 1}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     # Settings are read from the environment in every worker process, so flags go there too.
     if args.backend:
         os.environ["DEEPFAKE_BACKEND"] = args.backend

@@ -134,8 +134,14 @@ class HistoryStore:
         sha256: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        checkpoint_sha256: str | None = None,
+        precision: str | None = None,
     ) -> Page:
         conditions = _owned(owner)
+        if checkpoint_sha256:
+            conditions.append(AnalysisRecord.checkpoint_sha256 == checkpoint_sha256)
+        if precision:
+            conditions.append(AnalysisRecord.precision == precision)
         if result:
             conditions.append(AnalysisRecord.result == result)
         if sha256:

@@ -60,11 +60,16 @@ async def list_analyses(
     sha256: Annotated[str | None, Query(pattern=SHA256)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    checkpoint_sha256: Annotated[str | None, Query(max_length=128, description="the model that answered")] = None,
+    precision: Literal["fp32", "bf16", "int8"] | None = None,
 ) -> AnalysisPage:
-    """Newest first; ``verdict``, ``sha256`` and a time range (ISO 8601, ``since`` ≤ t < ``until``;
-    a time without an offset is UTC) filter. Summaries only: the answers stay in the database."""
+    """Newest first; ``verdict``, ``sha256``, the model (``checkpoint_sha256``, ``precision``: answers
+    of different models do not compare) and a time range (ISO 8601, ``since`` ≤ t < ``until``; a time
+    without an offset is UTC) filter. Summaries only: the answers stay in the database."""
     store = services.history.require()
-    found = await asyncio.to_thread(store.page, caller.owner_filter, page, per_page, verdict, sha256, since, until)
+    found = await asyncio.to_thread(
+        store.page, caller.owner_filter, page, per_page, verdict, sha256, since, until, checkpoint_sha256, precision
+    )
     return AnalysisPage(items=[_summary(r) for r in found.items], total=found.total, page=page, per_page=per_page)
 
 
