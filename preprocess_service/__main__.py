@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     from preprocess_service.settings import get_settings
 
     settings = get_settings()
+    if not settings.third_party_logs:
+        from preprocess_service.native_logs import filter_native_stderr
+
+        filter_native_stderr()
 
     # A bounded drain: on SIGTERM, requests in flight get this long, then the process exits anyway
     # (a stalled upload must not keep a pod terminating forever).

@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     )
     history_purge_interval_s: float = Field(3600, gt=0, description="how often the retention purge runs")
 
+    # Logs
+    third_party_logs: bool = Field(
+        False, description="let MediaPipe/LiteRT's native log lines through (deepfake-serve filters them out)"
+    )
+
     # Integrity
     signing_key: Path | None = Field(None, description="PEM private key, e.g. a mounted Kubernetes Secret")
     keys_dir: Path = Path("var/keys")

@@ -1,9 +1,18 @@
-"""The real service on a real socket: uvicorn in a thread, on a free loopback port."""
+"""The real service on a real socket: uvicorn in a thread on a free loopback port, or
+``deepfake-serve`` as its own process (as each replica of a Deployment runs it)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import httpx
 
+from deploy.ports import free_port, wait_until
 from evaluation.local_service import local_service
 from preprocess_service.settings import Settings
 
@@ -26,3 +35,34 @@ def post_file(
     content = path_or_bytes.read_bytes() if hasattr(path_or_bytes, "read_bytes") else path_or_bytes
     name = getattr(path_or_bytes, "name", filename)
     return httpx.post(base_url + endpoint, files={field: (name, content)}, data=data, timeout=120, **kwargs)
+
+
+@contextmanager
+def serve_process(repository: Path, folder: Path, environment: dict[str, str]) -> Iterator[str]:
+    """``deepfake-serve`` as its own process, as each replica of a Deployment runs it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DEEPFAKE_MODEL_REPOSITORY": str(repository),
+        "DEEPFAKE_KEYS_DIR": str(folder / "keys"),
+        "DEEPFAKE_DATABASE_URL": f"sqlite:///{folder}/history.sqlite3",
+        **environment,
+    }
+    command = [sys.executable, "-m", "preprocess_service", "--port", str(port)]
+    log = (folder / f"serve-{port}.log").open("wb")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(answers, 120, "deepfake-serve", alive=lambda: process.poll() is None, interval_s=0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()

@@ -8,19 +8,12 @@ were per process, so two processes allowed twice the limit).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 import httpx
 
-from deploy.ports import free_port, wait_until
+from deploy.ports import free_port
 from preprocess_service.access import hash_key
 from preprocess_service.settings import Settings
-from testing.server import running_service
+from testing.server import running_service, serve_process
 
 
 def test_failed_authentications_count_toward_a_per_address_limit(demo_repository, tmp_path):
@@ -56,37 +49,6 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies(demo_reposit
     with running_service(Settings(**common, trusted_proxies="127.0.0.1")) as url:  # behind a proxy on loopback
         assert _stats_codes(url, spoofed) == [200] * 5  # each forwarded client has its own window
         assert _stats_codes(url, ["198.51.100.7"] * 4) == [200, 200, 200, 429]
-
-
-@contextmanager
-def serve_process(repository: Path, folder: Path, environment: dict[str, str]) -> Iterator[str]:
-    """``deepfake-serve`` as its own process, as each replica of a Deployment runs it."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DEEPFAKE_MODEL_REPOSITORY": str(repository),
-        "DEEPFAKE_KEYS_DIR": str(folder / "keys"),
-        "DEEPFAKE_DATABASE_URL": f"sqlite:///{folder}/history.sqlite3",
-        **environment,
-    }
-    command = [sys.executable, "-m", "preprocess_service", "--port", str(port)]
-    log = (folder / f"serve-{port}.log").open("wb")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return httpx.get(url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(answers, 120, "deepfake-serve", alive=lambda: process.poll() is None, interval_s=0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
 
 
 def test_two_processes_sharing_redis_allow_one_limit(demo_repository, redis_url, tmp_path):
