@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 from export.calibration import CalibrationError, calibration_set
-from export.checkpoint import FAMILIES, CheckpointError, LoadedModel, Options, demo_model, load_checkpoint
+from export.checkpoint import (
+    FAMILIES,
+    CheckpointError,
+    LoadedModel,
+    Options,
+    demo_model,
+    load_checkpoint,
+    unconfirmed_options,
+)
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityError, format_table
 from export.precision import DEFAULT_MAX_DELTA, PrecisionParityError, format_rows
@@ -93,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load(args)
         if model.is_demo:
             progress("WARNING: exporting an UNTRAINED DEMO model; its verdicts are meaningless")
+        for note in unconfirmed_options(model.family, Options(args.heads, args.activation, args.legacy_batch_first)):
+            progress(f"NOTE: not confirmed by the weights: {note}")
         calibration = None
         if args.calibration_videos is not None:  # before the long export: a bad folder fails fast
             progress(f"reading calibration videos in {args.calibration_videos} …")

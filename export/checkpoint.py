@@ -22,9 +22,30 @@ _FAMILY_PREFIX = {"attention": "feature_extractor.", "legacy": "model."}
 _WRAPPER_KEYS = ("state_dict", "model_state_dict")
 _LIST_AT_MOST = 5
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-CONVERT_WHOLE_MODEL = (
-    "python -c \"import torch; torch.save(torch.load('model.pth', weights_only=False).state_dict(), 'checkpoint.pth')\""
-)
+ZIP_MAGIC, PICKLE_PROTOCOL = b"PK\x03\x04", 0x80  # torch.save's two formats: a zip archive, or a bare pickle
+
+
+def convert_whole_model(path: Path) -> str:
+    """The one-line conversion of a whole pickled model into a state dict, with the user's own file
+    names (``<name>.state_dict.pth`` beside it)."""
+    target = path.with_name(f"{path.stem}.state_dict.pth")
+    return (
+        f'python -c "import torch; torch.save(torch.load({str(path)!r}, weights_only=False).state_dict(), '
+        f'{str(target)!r})", then --checkpoint {target}'
+    )
+
+
+def unreadable_reason(path: Path, error: Exception) -> str:
+    """Why torch.load refused a file, in words: a file that is neither of torch.save's formats says
+    so with its first bytes (the unpickler's own words there are an opcode number, e.g. "101")."""
+    with path.open("rb") as stream:
+        head = stream.read(8)
+    if not head.startswith(ZIP_MAGIC) and (not head or head[0] != PICKLE_PROTOCOL):
+        shown = "".join(chr(byte) if 32 <= byte < 127 else "." for byte in head[:4])
+        return f"it is neither a torch.save zip archive nor a pickle: it starts with {head[:4].hex(' ')} ('{shown}')"
+    text = _one_line(str(error))
+    reason = re.sub(r"^Weights only load failed\..*?(WeightsUnpickler error: )", "", text) or type(error).__name__
+    return "the unpickler said: " + reason.split(". Please use")[0].split(" Check the documentation")[0]
 
 
 class CheckpointError(Exception):
@@ -38,6 +59,25 @@ class Options:
     num_heads: int = 4
     activation: str = "gelu"
     legacy_batch_first: bool = False
+
+
+def unconfirmed_options(family: str, options: Options) -> list[str]:
+    """What the export took from the options because the weights cannot show it, each with the value
+    every one of the original's definitions used: a wrong value exports cleanly (parity compares the
+    export with itself) and answers differently, so it is said every time."""
+    if family == "attention":
+        return [
+            f"--heads {options.num_heads}: the weights cannot tell the number of attention heads; the original's"
+            " served application used 4, its other model definition 8. Use the value of the script that trained"
+            " this checkpoint.",
+            f"--activation {options.activation}: the weights cannot tell the MLP's activation; the served"
+            " application used gelu, the 8-head definition relu.",
+        ]
+    return [
+        f"--legacy-batch-first {'given' if options.legacy_batch_first else 'not given'}: the weights cannot tell"
+        " whether the LSTM was built batch_first; the original's served application built it without"
+        " (batch_first=False)."
+    ]
 
 
 @dataclass(frozen=True)
@@ -108,12 +148,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if whole_model:
             raise CheckpointError(
                 f"{path}: a whole pickled model (classes {whole_model}), not a state dict; it cannot be read safely."
-                f" Convert it once, where its class is importable: {CONVERT_WHOLE_MODEL}"
+                f" Convert it once, where its class is importable: {convert_whole_model(path)}"
             ) from exc
-        text = _one_line(str(exc))
-        reason = re.sub(r"^Weights only load failed\..*?(WeightsUnpickler error: )", "", text) or type(exc).__name__
-        reason = reason.split(". Please use")[0].split(" Check the documentation")[0]
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint readable with weights_only=True ({reason})") from exc
+        reason = unreadable_reason(path, exc)
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint readable with weights_only=True; {reason}") from exc
     if isinstance(content, dict):
         for wrapper in _WRAPPER_KEYS:
             if isinstance(content.get(wrapper), dict):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from export.__main__ import EXIT_BAD_CHECKPOINT, main
-from export.checkpoint import CheckpointError, demo_model, load_checkpoint
+from export.checkpoint import CheckpointError, Options, demo_model, load_checkpoint
 
 LAYOUTS = ("flat", "state_dict", "model_state_dict", "module_prefix")
 
@@ -77,7 +77,7 @@ def _bad_file(tmp_path: Path, case: str, weights: dict) -> Path:
 @pytest.mark.parametrize(
     ("case", "expected_words"),
     [
-        ("text", ["not a PyTorch checkpoint"]),
+        ("text", ["not a PyTorch checkpoint", "neither a torch.save zip archive nor a pickle", "('this')"]),
         ("arbitrary_object", ["weights_only=True"]),
         ("not_a_dict", ["expected a state dict", "list"]),
         ("not_tensors", ["not tensors", "epoch"]),
@@ -123,3 +123,21 @@ def test_legacy_lstm_is_sized_from_the_keys_bias_trap_included(tmp_path):
     loaded = load_checkpoint(path)
     assert loaded.family == "legacy" and loaded.input_size == 112
     assert loaded.detector.lstm.bias is False
+
+
+def test_what_the_weights_cannot_confirm_is_said_with_the_originals_values():
+    """--heads 8 on a 4-head checkpoint exports cleanly (parity compares the export with itself): the
+    export says, every time, which options the weights could not confirm and what the original used."""
+    from export.checkpoint import unconfirmed_options
+
+    notes = unconfirmed_options("attention", Options(num_heads=8, activation="relu"))
+    assert notes[0].startswith("--heads 8:") and "used 4" in notes[0] and "8" in notes[0]
+    assert notes[1].startswith("--activation relu:") and "gelu" in notes[1]
+    assert "batch_first=False" in unconfirmed_options("legacy", Options())[0]
+
+
+def test_every_export_says_what_the_weights_could_not_confirm(tmp_path, capsys):
+    assert main(["--demo", "--heads", "8", "--repository", str(tmp_path / "repo")]) == 0
+    stderr = capsys.readouterr().err
+    assert "NOTE: not confirmed by the weights: --heads 8:" in stderr and "used 4" in stderr
+    assert "NOTE: not confirmed by the weights: --activation gelu:" in stderr
