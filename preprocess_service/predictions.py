@@ -50,7 +50,9 @@ class Predictions:
         key = model_key(await self._analyzer.model_info(), self._settings)
         if not refresh and (cached := await self._history.cached_answer(owner, upload.sha256, key)) is not None:
             receipt = self._signer.sign_receipt(reissued_claims(cached["receipt"], datetime.now(UTC)))
-            return PredictResponse(**{**cached, "filename": upload.filename, "cached": True, "receipt": receipt})
+            fresh = {"filename": upload.filename, "cached": True, "receipt": receipt}
+            demo = {"untrained_demo": cached["model"]["untrained_demo"]}  # rows stored before it was top-level
+            return PredictResponse(**{**cached, **demo, **fresh})
         analysis = await self._analyzer.analyze(upload.path)
         analysis_id = artifacts.new_analysis_id()
         images_kept = self._settings.artifacts and owner is not None  # a caller who owns nothing keeps none

@@ -91,6 +91,7 @@ def predict_response(analysis: Analysis, upload: Upload, analysis_id: str | None
             )
             for rule, v in analysis.verdicts.items()
         },
+        untrained_demo=analysis.model.untrained_demo,
         processing_time_sec=round(analysis.timings["total"], 3),
         filename=upload.filename,
         sha256_hex=upload.sha256,
@@ -138,7 +139,11 @@ def display_images(analysis: Analysis) -> dict[str, np.ndarray]:
 
 def csv_response(analysis: Analysis, upload: Upload, receipt: str) -> PredictCsvResponse:
     return PredictCsvResponse(
-        filename=upload.filename, frames_csv=frame_rows(analysis), model=model_block(analysis.model), receipt=receipt
+        untrained_demo=analysis.model.untrained_demo,
+        filename=upload.filename,
+        frames_csv=frame_rows(analysis),
+        model=model_block(analysis.model),
+        receipt=receipt,
     )
 
 

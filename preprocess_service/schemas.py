@@ -85,6 +85,9 @@ class PredictResponse(BaseModel):
     p_fake: float
     verdict_rule: str = Field(description="sequence or original (DEEPFAKE_VERDICT)")
     verdicts: dict[str, VerdictModel] = Field(description="every rule's verdict, whichever fills result")
+    untrained_demo: bool = Field(
+        False, description="true: the untrained demo model answered, and the verdict means nothing (also in model)"
+    )
     processing_time_sec: float
     filename: str
     sha256_hex: str
@@ -104,6 +107,7 @@ class PredictResponse(BaseModel):
 
 
 class PredictCsvResponse(BaseModel):
+    untrained_demo: bool = Field(False, description="true: the untrained demo model answered (also in model)")
     filename: str
     frames_csv: list[FrameRow]
     model: ModelInfoModel

@@ -79,16 +79,35 @@ async function analyze(file) {
   loadRecent();
 }
 
-function render(answer, file) {
-  $("demo-banner").hidden = !answer.model.untrained_demo;
+// The words a user reads for the service's codes: the raw code NO_FACE never reaches the page.
+const LABELS = { NO_FACE: "no face found" };
+function labelInWords(label) { return LABELS[label] || label; }
+
+// Seconds as people read them: 1.6667 is "1.67 s", 2.0 is "2 s".
+function formatSeconds(seconds, decimals = 2) { return `${Number(seconds.toFixed(decimals))} s`; }
+
+// Newer answers may carry the flag at the top level too; the model's own flag is always there.
+function isDemo(answer) { return answer.untrained_demo === true || answer.model.untrained_demo === true; }
+
+function showVerdict(answer) {
+  const demo = isDemo(answer);
+  $("demo-banner").hidden = !demo;
   const verdict = $("verdict");
-  verdict.textContent = answer.result;
-  verdict.className = `verdict ${answer.result}`;
+  verdict.textContent = labelInWords(answer.result);
+  // Random weights decide nothing: their verdict gets a grey DEMO badge, never the green or red
+  // of an answer one could act on.
+  verdict.className = demo ? "verdict demo" : `verdict ${answer.result}`;
+  $("demo-verdict").hidden = !demo;
   $("confidence").textContent = `${answer.confidence.toFixed(1)} % (${answer.verdict_rule} rule)`;
+  $("confidence").classList.toggle("muted", demo);
+}
+
+function render(answer, file) {
+  showVerdict(answer);
   $("cached").hidden = !answer.cached;
   const rules = $("rules").querySelector("tbody");
   rules.replaceChildren(...Object.entries(answer.verdicts).map(([rule, v]) => row([
-    rule + (rule === answer.verdict_rule ? " (used)" : ""), v.result, v.p_fake.toFixed(4), v.confidence.toFixed(1), v.threshold,
+    rule + (rule === answer.verdict_rule ? " (used)" : ""), labelInWords(v.result), v.p_fake.toFixed(4), v.confidence.toFixed(1), v.threshold,
   ])));
   drawChart(answer);
   drawFrames(answer, file);
@@ -96,7 +115,7 @@ function render(answer, file) {
   const facts = [
     ["file", answer.filename], ["SHA-256", answer.sha256_hex],
     ["device", [m.make, m.model].filter(Boolean).join(" ") || "unknown"],
-    ["codec", m.video_codec], ["duration", `${m.duration} s`], ["resolution", `${m.width}×${m.height}`],
+    ["codec", m.video_codec], ["duration", formatSeconds(m.duration)], ["resolution", `${m.width}×${m.height}`],
     ["rotation", `${m.rotation}°`], ["frames analyzed", `${answer.frames_analyzed} (${answer.frames_with_face} with a face)`],
     ["model", `${answer.model.family}, ${answer.model.precision}, ${answer.model.runtime}`],
   ];
@@ -127,42 +146,137 @@ function svg(tag, attributes) {
   return node;
 }
 
-function drawChart(answer) {
-  const width = 900, height = 260, left = 48, right = 16, top = 12, bottom = 36;
-  const frames = answer.frames;
+// The chart's box in SVG units; the page's CSS scales the whole drawing.
+const CHART = { width: 900, height: 260, left: 48, right: 16, top: 12, bottom: 44 };
+
+// Evenly spaced times 0, step, 2·step… up to `last`, with step 1, 2 or 5 × a power of ten: the
+// smallest such step that gives at most 8 ticks. The next step up is at most 2.5 times larger, so
+// there are always at least 4.
+function timeTicks(last) {
+  const span = Math.max(last, 1e-3);
+  let power = Math.pow(10, Math.floor(Math.log10(span / 8)));
+  for (;;) {
+    for (const multiple of [1, 2, 5]) {
+      const step = multiple * power;
+      if (Math.floor(span / step + 1e-9) + 1 <= 8) return { step, values: ticksOf(span, step) };
+    }
+    power *= 10;
+  }
+}
+
+function ticksOf(span, step) {
+  const count = Math.floor(span / step + 1e-9) + 1;
+  return Array.from({ length: count }, (_, i) => i * step);
+}
+
+// A tick's label shows as many decimals as its step needs (0.2 s, 0.05 s), no more.
+function tickLabel(value, step) {
+  return formatSeconds(value, Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
+}
+
+// Runs of consecutive frames with a face. The line is drawn run by run so that it breaks where no
+// face was found: a straight segment across those frames would show scores nobody measured.
+function runsWithFace(frames) {
+  const runs = [];
+  let run = [];
+  for (const f of frames) {
+    if (f.p_fake === null) { if (run.length) runs.push(run); run = []; } else run.push(f);
+  }
+  if (run.length) runs.push(run);
+  return runs;
+}
+
+function chartScales(frames) {
+  const { width, height, left, right, top, bottom } = CHART;
   const last = Math.max(...frames.map((f) => f.frame_time_sec), 0.001);
-  const x = (t) => left + ((width - left - right) * t) / last;
-  const y = (p) => top + (height - top - bottom) * (1 - p);
-  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "P(FAKE) per frame" });
-  chart.append(svg("line", { x1: left, y1: y(0), x2: width - right, y2: y(0), stroke: "#888" }));
-  chart.append(svg("line", { x1: left, y1: y(0), x2: left, y2: y(1), stroke: "#888" }));
-  for (const p of [0, 0.5, 1]) {
-    const label = svg("text", { x: left - 8, y: y(p) + 4, "text-anchor": "end", "font-size": 11 });
-    label.textContent = p.toFixed(1);
+  return {
+    last,
+    x: (t) => left + ((width - left - right) * t) / last,
+    y: (p) => top + (height - top - bottom) * (1 - p),
+  };
+}
+
+function drawAxes(chart, scale) {
+  const { width, height, left, right } = CHART;
+  chart.append(svg("line", { x1: left, y1: scale.y(0), x2: width - right, y2: scale.y(0), stroke: "#888" }));
+  chart.append(svg("line", { x1: left, y1: scale.y(0), x2: left, y2: scale.y(1), stroke: "#888" }));
+  const axis = svg("text", { x: (width + left) / 2, y: height - 4, "text-anchor": "middle", "font-size": 12 });
+  axis.textContent = "time in the video";
+  chart.append(axis);
+}
+
+function drawTimeTicks(chart, scale) {
+  const { step, values } = timeTicks(scale.last);
+  for (const t of values) {
+    const x = scale.x(t);
+    chart.append(svg("line", { class: "x-tick", x1: x, x2: x, y1: scale.y(0), y2: scale.y(0) + 5, stroke: "#888" }));
+    const label = svg("text", { class: "x-tick-label", x, y: scale.y(0) + 18, "text-anchor": "middle", "font-size": 11 });
+    label.textContent = tickLabel(t, step);
     chart.append(label);
   }
-  const axis = svg("text", { x: (width + left) / 2, y: height - 6, "text-anchor": "middle", "font-size": 12 });
-  axis.textContent = "time (s)";
-  chart.append(axis);
-  const threshold = answer.verdicts[answer.verdict_rule].threshold;
-  chart.append(svg("line", { class: "threshold", x1: left, x2: width - right, y1: y(threshold), y2: y(threshold), stroke: "#b00020", "stroke-dasharray": "6 4" }));
-  const scored = frames.filter((f) => f.p_fake !== null);
-  if (scored.length > 1) {
-    chart.append(svg("polyline", { points: scored.map((f) => `${x(f.frame_time_sec)},${y(f.p_fake)}`).join(" "), fill: "none", stroke: "#0a66c2", "stroke-width": 1.5 }));
+}
+
+function drawProbabilityTicks(chart, scale) {
+  for (const p of [0, 0.5, 1]) {
+    chart.append(svg("line", { class: "y-tick", x1: CHART.left - 5, x2: CHART.left, y1: scale.y(p), y2: scale.y(p), stroke: "#888" }));
+    const label = svg("text", { class: "y-tick-label", x: CHART.left - 8, y: scale.y(p) + 4, "text-anchor": "end", "font-size": 11 });
+    label.textContent = String(p);
+    chart.append(label);
   }
+}
+
+function drawThreshold(chart, scale, threshold) {
+  const { width, right, left } = CHART;
+  chart.append(svg("line", { class: "threshold", x1: left, x2: width - right, y1: scale.y(threshold), y2: scale.y(threshold), stroke: "#b00020", "stroke-dasharray": "6 4" }));
+  const label = svg("text", { class: "threshold-label", x: width - right - 4, y: scale.y(threshold) - 4, "text-anchor": "end", "font-size": 11, fill: "#b00020" });
+  label.textContent = `threshold ${threshold}`;
+  chart.append(label);
+}
+
+function drawLine(chart, scale, frames) {
+  for (const run of runsWithFace(frames)) {
+    if (run.length < 2) continue; // a lone scored frame is its dot alone
+    const points = run.map((f) => `${scale.x(f.frame_time_sec)},${scale.y(f.p_fake)}`).join(" ");
+    chart.append(svg("polyline", { class: "p-fake-line", points, fill: "none", stroke: "#0a66c2", "stroke-width": 1.5 }));
+  }
+}
+
+function frameTooltip(f) {
+  const what = f.p_fake === null ? labelInWords("NO_FACE") : `P(FAKE) ${f.p_fake.toFixed(4)}`;
+  return `frame ${f.frame_index} at ${formatSeconds(f.frame_time_sec)}: ${what}`;
+}
+
+function drawPoints(chart, scale, frames, threshold) {
   for (const f of frames) {
-    let point;
-    if (f.p_fake === null) {
-      point = svg("path", { class: "frame-point no-face", d: `M${x(f.frame_time_sec) - 4},${y(0) - 4} l8,8 m0,-8 l-8,8`, stroke: "#999", "stroke-width": 2 });
-    } else {
-      point = svg("circle", { class: "frame-point", cx: x(f.frame_time_sec), cy: y(f.p_fake), r: 4, fill: f.p_fake >= threshold ? "#b00020" : "#1b7f3b" });
-    }
+    const x = scale.x(f.frame_time_sec);
+    const point = f.p_fake === null
+      ? svg("path", { class: "frame-point no-face", d: `M${x - 4},${scale.y(0) - 4} l8,8 m0,-8 l-8,8`, stroke: "#999", "stroke-width": 2 })
+      : svg("circle", { class: "frame-point", cx: x, cy: scale.y(f.p_fake), r: 4, fill: f.p_fake >= threshold ? "#b00020" : "#1b7f3b" });
     const title = svg("title", {});
-    title.textContent = `frame ${f.frame_index} at ${f.frame_time_sec} s: ${f.p_fake === null ? "no face" : "P(FAKE) " + f.p_fake.toFixed(4)}`;
+    title.textContent = frameTooltip(f);
     point.append(title);
     chart.append(point);
   }
+}
+
+function drawChart(answer) {
+  const { width, height } = CHART;
+  const frames = answer.frames;
+  const scale = chartScales(frames);
+  const threshold = answer.verdicts[answer.verdict_rule].threshold;
+  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "P(FAKE) per frame" });
+  drawAxes(chart, scale);
+  drawTimeTicks(chart, scale);
+  drawProbabilityTicks(chart, scale);
+  drawThreshold(chart, scale, threshold);
+  drawLine(chart, scale, frames);
+  drawPoints(chart, scale, frames, threshold);
   $("chart").replaceChildren(chart);
+}
+
+function frameCaption(f) {
+  const score = f.p_fake === null ? "" : ` ${f.p_fake.toFixed(3)}`;
+  return `frame ${f.frame_index} · ${formatSeconds(f.frame_time_sec)} · ${labelInWords(f.label)}${score}`;
 }
 
 function drawFrames(answer, file) {
@@ -177,7 +291,7 @@ function drawFrames(answer, file) {
   const shown = answer.frames_for_display;
   const figures = shown.map((f) => {
     const canvas = element("canvas", undefined, { class: "display-frame", "data-frame": f.frame_index });
-    const caption = element("figcaption", `frame ${f.frame_index} · ${f.frame_time_sec} s · ${f.label}${f.p_fake === null ? "" : " " + f.p_fake.toFixed(3)}`);
+    const caption = element("figcaption", frameCaption(f));
     const figure = element("figure");
     figure.append(canvas, caption);
     holder.append(figure);
@@ -249,7 +363,8 @@ async function loadRecent() {
   const body = response.ok ? await response.json() : { items: [] };
   $("recent").querySelector("tbody").replaceChildren(...body.items.map((item) => {
     const csv = element("a", "CSV", { href: `/analyses/${item.id}.csv` });
-    return row([item.created_at.slice(0, 19).replace("T", " "), item.filename, item.result, item.p_fake.toFixed(4), csv]);
+    const result = labelInWords(item.result) + (item.untrained_demo ? " (demo)" : ""); // a demo verdict is no verdict
+    return row([item.created_at.slice(0, 19).replace("T", " "), item.filename, result, item.p_fake.toFixed(4), csv]);
   }));
 }
 

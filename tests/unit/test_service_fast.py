@@ -111,3 +111,11 @@ def test_readiness_follows_the_backend_and_the_backend_is_closed(tmp_path):
         response = client.get("/readyz")
         assert response.status_code == 503 and response.json()["error"]["code"] == "backend_unavailable"
     assert backend.closed  # Services.open closed what it opened
+
+
+def test_every_answer_says_at_its_top_whether_the_demo_model_answered(client, video):
+    """The README says every answer carries untrained_demo; before, it was only inside ``model``."""
+    answer = upload(client, video).json()
+    assert answer["untrained_demo"] is True and answer["model"]["untrained_demo"] is True
+    assert upload(client, video).json()["untrained_demo"] is True  # the cached answer too
+    assert upload(client, video, "/predict_csv/").json()["untrained_demo"] is True
