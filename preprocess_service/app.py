@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
             yield
 
     app = FastAPIOffline(  # Swagger UI and ReDoc served from the installed package, no CDN
+        redoc_url=None,  # routes/page.py serves /redoc: the bundle without its logo from Redocly's CDN
         title="Deepfake detection",
         description="Upload a short video: FAKE or REAL, with confidence, per-frame evidence and a signature.",
         version="0.1.0",

@@ -100,27 +100,41 @@ class Container:
     demuxer: str
     offset: int
     magics: tuple[bytes, ...]
+    packet: int = 0  # > 0: a packet stream (MPEG-TS): the magic repeats every ``packet`` bytes, 3 times
+
+    def matches(self, head: bytes) -> bool:
+        if self.packet:
+            return any(
+                all(head[self.offset + i * self.packet : self.offset + i * self.packet + len(m)] == m for i in range(3))
+                for m in self.magics
+            )
+        return any(head[self.offset : self.offset + len(m)] == m for m in self.magics)
 
 
 # Only these are opened, each with its demuxer forced, so FFmpeg never picks one by content: its
 # playlist, concat, image-sequence and similar demuxers read *other* files named inside the upload
 # (a 41-byte text upload could make the service analyze another file on the server). Phones and
-# cameras write MP4/QuickTime; Matroska/WebM and AVI are what other tools write. A file that starts
+# cameras write MP4/QuickTime; Matroska/WebM and AVI are what other tools write; MPEG-TS (.ts, and
+# Blu-ray/AVCHD's .m2ts with its 4-byte timestamp before each packet) is broadcast's and many
+# camcorders' (its demuxer reads only the stream itself). A file that starts
 # like one of them but will not open is damaged or truncated (422); anything else is 415.
 CONTAINERS = (
     Container("MP4/QuickTime", "mov", 4, (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")),
     Container("Matroska/WebM", "matroska", 0, (b"\x1a\x45\xdf\xa3",)),
     Container("AVI", "avi", 8, (b"AVI ",)),
+    Container("MPEG-TS", "mpegts", 0, (b"\x47",), packet=188),
+    Container("MPEG-TS (M2TS)", "mpegts", 4, (b"\x47",), packet=192),
 )
+HEAD_BYTES = 4 + 3 * 192  # enough for every container's test
 SUPPORTED = ", ".join(container.name for container in CONTAINERS)
 
 
 def container_of(path: Path) -> Container | None:
     with path.open("rb") as stream:
-        head = stream.read(16)
+        head = stream.read(HEAD_BYTES)
     if head[8:12] == b"AVI " and head[:4] != b"RIFF":
         return None
-    return next((c for c in CONTAINERS if any(head[c.offset : c.offset + len(m)] == m for m in c.magics)), None)
+    return next((c for c in CONTAINERS if c.matches(head)), None)
 
 
 def _open(path: Path) -> av.container.InputContainer:

@@ -6,8 +6,12 @@ verifying work, and bad files show their error in words."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 
+import cv2
+import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
@@ -100,4 +104,102 @@ def test_a_video_without_a_face_says_so(service, browser, tmp_path):
     page.set_input_files("#file", str(path))
     page.wait_for_selector("#error:not([hidden])", timeout=60_000)
     assert "No face was found" in page.inner_text("#error")
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def face_gap_video(tmp_path_factory):
+    """A face, then a coffee cup, then the face again (10 frames each, 30 fps): the middle third has
+    no face, and 30 fps gives times such as 0.3333 s that must be shown rounded."""
+    folder = tmp_path_factory.mktemp("gap")
+    face = media.astronaut((320, 320))
+    coffee = cv2.resize(media.no_face(), (320, 320), interpolation=cv2.INTER_AREA)
+    frames = [np.roll(face, 2 * i, axis=1) for i in range(10)] + [coffee] * 10
+    frames += [np.roll(face, -2 * i, axis=1) for i in range(10)]
+    return media.write_video(folder / "face_cup_face.mp4", frames, fps=30)
+
+
+def open_result(service, browser, video):
+    """A page that has analysed ``video``, and the list its CSP refusals go to (must stay empty)."""
+    page = browser.new_page(viewport={"width": 1100, "height": 1600})
+    refused: list[str] = []
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
+    page.goto(service + "/")
+    page.set_input_files("#file", str(video))
+    page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+    return page, refused
+
+
+def test_the_chart_has_time_ticks_a_gap_where_no_face_and_plain_words(service, browser, face_gap_video):
+    page, refused = open_result(service, browser, face_gap_video)
+    x_labels = page.locator("#chart text.x-tick-label").all_text_contents()
+    assert 4 <= len(x_labels) <= 8, x_labels
+    assert x_labels[0] == "0 s" and all(re.fullmatch(r"\d+(\.\d+)? s", label) for label in x_labels), x_labels
+    values = [float(label[:-2]) for label in x_labels]
+    steps = {round(b - a, 6) for a, b in itertools.pairwise(values)}
+    assert len(steps) == 1 and steps.pop() > 0, x_labels  # evenly spaced, increasing
+    assert page.locator("#chart line.x-tick").count() == len(x_labels)
+    assert page.locator("#chart text.y-tick-label").all_text_contents() == ["0", "0.5", "1"]
+
+    # the line stops at the last frame with a face and starts again at the next one: two runs, not one
+    assert page.locator("#chart polyline.p-fake-line").count() == 2
+    assert page.locator("#chart .frame-point.no-face").count() == 10
+
+    tooltips = page.locator("#chart title").all_text_contents()
+    captions = page.locator("#frames figcaption").all_text_contents()
+    shown = page.inner_text("body")
+    for text in [*tooltips, *captions, shown]:
+        assert "NO_FACE" not in text
+        assert not re.search(r"\d\.\d{3,} s", text), text  # 0.3333 s is shown as 0.33 s
+    assert any("no face found" in text for text in tooltips)
+    assert any("no face found" in text for text in captions)  # display frame 10 is the cup
+    assert any("0.33 s" in text for text in captions)
+    assert refused == []
+    page.close()
+
+
+def test_a_demo_verdict_is_badged_as_demo_not_as_a_verdict(service, browser, face_gap_video):
+    page, refused = open_result(service, browser, face_gap_video)
+    verdict = page.locator("#verdict")
+    assert "demo" in verdict.get_attribute("class").split()
+    assert not {"REAL", "FAKE"} & set(verdict.get_attribute("class").split())  # not the green/red badge
+    red, green, blue = map(int, re.findall(r"\d+", verdict.evaluate("v => getComputedStyle(v).backgroundColor"))[:3])
+    assert red == green == blue, (red, green, blue)  # grey
+    expect(page.locator("#demo-verdict")).to_be_visible()
+    expect(page.locator(".verdict-line")).to_contain_text("DEMO")
+    expect(page.locator(".verdict-line")).to_contain_text("untrained demo model — meaningless")
+    expect(page.locator("#recent tbody tr").first).to_contain_text("demo", timeout=30_000)
+    assert refused == []
+    page.close()
+
+
+def test_the_favicon_comes_from_the_package(service, browser):
+    icon = httpx.get(service + "/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] in {"image/x-icon", "image/vnd.microsoft.icon"}
+    assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO file's header
+    page = browser.new_page()
+    page.goto(service + "/")
+    assert page.locator("link[rel='icon']").get_attribute("href") == "/favicon.ico"
+    page.close()
+
+
+def test_redoc_loads_nothing_from_another_site(service, browser):
+    """ReDoc's bundle shows Redocly's logo from cdn.redoc.ly; the service's /redoc must not ask for it."""
+    html = httpx.get(service + "/redoc").text
+    referenced = re.findall(r"""(?:src|href)=["']([^"']+)""", html)
+    assert referenced and all(url.startswith("/") for url in referenced), referenced
+    for script in re.findall(r"""<script[^>]*src=["']([^"']+)""", html):
+        assert "cdn.redoc.ly" not in httpx.get(service + script).text
+
+    page = browser.new_page()
+    local = service.rstrip("/")
+    elsewhere: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith((local, "data:", "blob:")) else elsewhere.append(r.url))
+    page.goto(service + "/redoc")
+    expect(page.get_by_text("API docs by Redocly")).to_be_visible(timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    assert elsewhere == []
     page.close()
