@@ -22,17 +22,22 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def parser() -> argparse.ArgumentParser:
+    """deepfake-serve's options (a function of its own: the documentation test parses every command)."""
+    options = argparse.ArgumentParser(prog="deepfake-serve", description=__doc__)
+    options.add_argument("--host", default="127.0.0.1")
+    options.add_argument("--port", type=int, default=8080)
+    options.add_argument("--backend", choices=("embedded", "triton-http", "triton-grpc"))
+    options.add_argument("--model-repository", help="exported models (embedded backend)")
+    options.add_argument("--triton-url", help="host:port of Triton (HTTP or gRPC port, by --backend)")
+    options.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="backbone precision to serve")
+    options.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), help="embedded engine")
+    options.add_argument("--workers", type=int, default=1, help="server processes")
+    return options
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="deepfake-serve", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--backend", choices=("embedded", "triton-http", "triton-grpc"))
-    parser.add_argument("--model-repository", help="exported models (embedded backend)")
-    parser.add_argument("--triton-url", help="host:port of Triton (HTTP or gRPC port, by --backend)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="backbone precision to serve")
-    parser.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), help="embedded engine")
-    parser.add_argument("--workers", type=int, default=1, help="server processes")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     if port_in_use(args.host, args.port):
         print(
             f"deepfake-serve: port {args.port} on {args.host} is already in use (another deepfake-serve?); "
