@@ -74,6 +74,7 @@ def test_a_seed_video_gives_verdict_chart_frames_csv_and_signature(service, brow
     expect(page.locator("#integrity")).to_have_text(re.compile(r"^Valid"))
 
     expect(page.locator("#recent")).to_contain_text(video.name, timeout=30_000)
+    expect(page.locator("#recent tbody tr").first).to_contain_text("untrained demo fp32")  # the model column
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert (tmp_path / "page.png").stat().st_size > 10_000
     assert refused == []

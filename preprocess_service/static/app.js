@@ -364,7 +364,10 @@ async function loadRecent() {
   $("recent").querySelector("tbody").replaceChildren(...body.items.map((item) => {
     const csv = element("a", "CSV", { href: `/analyses/${item.id}.csv` });
     const result = labelInWords(item.result) + (item.untrained_demo ? " (demo)" : ""); // a demo verdict is no verdict
-    return row([item.created_at.slice(0, 19).replace("T", " "), item.filename, result, item.p_fake.toFixed(4), csv]);
+    // the model that answered: verdicts of different checkpoints or precisions do not compare
+    const checkpoint = item.untrained_demo ? "untrained demo" : item.checkpoint_sha256.slice(0, 12);
+    const model = element("span", `${checkpoint} ${item.precision}`, { class: "model", title: item.checkpoint_sha256 });
+    return row([item.created_at.slice(0, 19).replace("T", " "), item.filename, model, result, item.p_fake.toFixed(4), csv]);
   }));
 }
 
