@@ -271,3 +271,21 @@ def test_a_database_file_replaced_under_the_service_refuses_writes(
     replacement.replace(tmp_path / "history.sqlite3")
     with pytest.raises(DatabaseFileGone, match="replaced"):
         store.save(record(1))
+
+
+def test_listings_filter_by_the_model_that_answered(store: HistoryStore) -> None:
+    """Verdicts of different checkpoints or precisions for one file do not compare: a listing can keep one."""
+
+    first, second, third = record(1), record(2), record(3)
+    second.checkpoint_sha256 = "d" * 64
+    third.precision = "int8"
+    for item in (first, second, third):
+        store.save(item)
+    assert [s.id for s in store.page("alice", checkpoint_sha256="c" * 64).items] == [rid(1), rid(3)]
+    assert [s.id for s in store.page("alice", precision="int8").items] == [rid(3)]
+    assert store.page("alice", checkpoint_sha256="c" * 64, precision="fp32").total == 1
+    assert {(s.checkpoint_sha256[:1], s.precision) for s in store.page("alice").items} == {
+        ("c", "fp32"),
+        ("d", "fp32"),
+        ("c", "int8"),
+    }
