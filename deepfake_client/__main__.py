@@ -1,16 +1,21 @@
 """``deepfake-client``: the service from a terminal (replaces the original's usage_example.py).
 
-    deepfake-client predict a.mp4 b.mov [--json] [--concurrency 4] [--refresh]
+    deepfake-client predict a.mp4 b.mov videos/ [--json] [--concurrency 4] [--refresh]
+                            [--save-receipts DIR] [--all-files]
     deepfake-client csv a.mp4 [--out a.csv]
     deepfake-client sign a.mp4
     deepfake-client verify a.mp4 SIGNATURE_BASE64
-    deepfake-client receipt verify a.mp4 RECEIPT [--public-key key.pem] [--answer answer.json]
-    deepfake-client history [--verdict FAKE] [--sha256 HEX] [--page 1] [--per-page 20] [--json]
+    deepfake-client receipt verify a.mp4 RECEIPT [--answer ANSWER] [--public-key key.pem]
+    deepfake-client keys save [--out FILE]
+    deepfake-client history [--verdict FAKE] [--sha256 HEX] [--checkpoint HEX] [--precision fp32]
+                            [--page 1] [--per-page 20] [--json]
 
-``--url`` (or DEEPFAKE_URL, default http://127.0.0.1:8080) and ``--api-key`` (or DEEPFAKE_API_KEY).
-Exit status: 0 done (and valid, for the checks), 1 invalid or refused, 2 usage. A check's verdict is
-one JSON line on standard output; a refusal or a problem with what was given is one ``error:`` line
-on standard error, never a traceback.
+``--url`` (or DEEPFAKE_URL, default http://127.0.0.1:8080), ``--api-key`` (or DEEPFAKE_API_KEY) and
+``--keys`` (or DEEPFAKE_CLIENT_KEYS, default ``~/.config/deepfake-client/keys.json``: the public keys
+pinned on first use, key id -> PEM). Exit status: 0 done (and valid, for the checks), 1 invalid or
+refused, 2 usage. A check's verdict is one JSON line on standard output; a refusal or a problem with
+what was given is one ``error:`` line on standard error, never a traceback; a note (what was saved,
+skipped or fetched) is one line on standard error, so standard output stays what it was.
 
 Strings the service stored (file names, codes, messages) are printed as plain text: control
 characters are dropped and rich markup is shown, not interpreted, so a file name cannot move the
@@ -20,10 +25,13 @@ cursor, retitle the terminal or restyle the table.
 from __future__ import annotations
 
 import argparse
-import hashlib
+import csv
+import io
 import json
 import os
+import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -32,7 +40,18 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from deepfake_client.api import DEFAULT_URL, DeepfakeClient, ServiceError, check_receipt
+from deepfake_client.api import (
+    DEFAULT_URL,
+    DeepfakeClient,
+    KeyStoreError,
+    ServiceError,
+    check_receipt,
+    default_key_store,
+    pin_keys,
+    public_key_id,
+    read_key_store,
+)
+from model_contract.receipts import MALFORMED, receipt_header
 
 console = Console()
 if not console.is_terminal:  # piped or captured: rich would assume 80 columns and wrap the tables
@@ -44,6 +63,14 @@ if not console.is_terminal:  # piped or captured: rich would assume 80 columns a
 _UNPRINTABLE = dict.fromkeys(
     [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
 )
+
+
+# What the service takes (MP4/QuickTime, Matroska/WebM, AVI, MPEG-TS), by suffix: a folder or a shell
+# glob brings notes, thumbnails and .DS_Store along, and uploading them only to be refused helps nobody.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".ts", ".m2ts")
+PATH_SUFFIXES = (".json", ".jws", ".txt")  # what a receipt argument that is a path ends with, if not a file
+HEX = re.compile(r"[0-9a-fA-F]{13,}")
+SHOWN_NAMES = 10  # a note lists at most this many file names, then "and N more"
 
 
 class InputProblem(Exception):
@@ -65,15 +92,29 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfake-client", description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("DEEPFAKE_URL", DEFAULT_URL))
     parser.add_argument("--api-key", default=os.environ.get("DEEPFAKE_API_KEY"))
+    keys_help = "the pinned public keys (default: DEEPFAKE_CLIENT_KEYS, else ~/.config/deepfake-client/keys.json)"
+    parser.add_argument("--keys", type=Path, help=keys_help)
+    # --keys may come after the command too: SUPPRESS leaves the global one alone where it does not
+    keys_option = argparse.ArgumentParser(add_help=False)
+    keys_option.add_argument("--keys", type=Path, default=argparse.SUPPRESS, help=keys_help)
     commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="verdicts for one or more files, concurrently")
-    predict.add_argument("files", nargs="+", type=Path)
-    predict.add_argument("--json", action="store_true", help="the full answers as JSON")
+    predict = commands.add_parser("predict", parents=[keys_option], help="verdicts for files or folders, concurrently")
+    predict.add_argument("files", nargs="+", type=Path, help="video files, or folders: their files (not recursive)")
+    predict.add_argument("--json", action="store_true", help="the full answers as JSON, {path: answer}")
     predict.add_argument("--concurrency", type=int, default=4)
     predict.add_argument("--refresh", action="store_true", help="analyze again even if the history has it")
-    csv = commands.add_parser("csv", help="per-frame scores as CSV")
-    csv.add_argument("file", type=Path)
-    csv.add_argument("--out", type=Path, help="write here instead of standard output")
+    predict.add_argument(
+        "--save-receipts",
+        type=Path,
+        metavar="DIR",
+        help="write each answer (NAME.answer.json) and its receipt (NAME.receipt.jws) here, and pin the public keys",
+    )
+    predict.add_argument(
+        "--all-files", action="store_true", help=f"send every file, not only {' '.join(VIDEO_SUFFIXES)}"
+    )
+    csv_command = commands.add_parser("csv", help="per-frame scores as CSV")
+    csv_command.add_argument("file", type=Path)
+    csv_command.add_argument("--out", type=Path, help="write here instead of standard output")
     sign = commands.add_parser("sign", help="a timestamped attestation of the file's SHA-256")
     sign.add_argument("file", type=Path)
     verify = commands.add_parser("verify", help="check a signature against the file")
@@ -81,27 +122,142 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("signature")
     receipt = commands.add_parser("receipt", help="analysis receipts")
     receipt_commands = receipt.add_subparsers(dest="receipt_command", required=True)
-    check = receipt_commands.add_parser("verify", help="check a receipt offline against the file")
+    check = receipt_commands.add_parser(
+        "verify", parents=[keys_option], help="check a receipt offline against the file, with the pinned keys"
+    )
     check.add_argument("file", type=Path)
-    check.add_argument("receipt", help="the receipt, or @path to a file holding it")
-    check.add_argument("--public-key", type=Path, action="append", help="PEM file(s): fully offline, no request")
-    check.add_argument("--answer", type=Path, help="the answer's JSON: its per-frame scores are checked too")
+    check.add_argument(
+        "receipt",
+        help="the receipt itself, @path to a file holding it (NAME.receipt.jws), or an answer's JSON (its receipt "
+        "and per-frame scores: NAME.answer.json, or predict --json's output)",
+    )
+    check.add_argument(
+        "--public-key", type=Path, action="append", help="PEM file(s) instead of the pinned keys: no request"
+    )
+    check.add_argument(
+        "--answer",
+        type=Path,
+        help="the answer's JSON (NAME.answer.json, or predict --json's output: FILE's entry): its per-frame scores "
+        "are checked too",
+    )
+    keys = commands.add_parser("keys", help="the service's public keys, pinned for offline checks")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    save = keys_commands.add_parser("save", parents=[keys_option], help="fetch the public keys and pin them")
+    save.add_argument("--out", type=Path, help="the key store to write (default: --keys's)")
     history = commands.add_parser("history", help="past analyses, newest first")
     history.add_argument("--verdict", choices=("FAKE", "REAL"))
     history.add_argument("--sha256")
+    history.add_argument(
+        "--checkpoint",
+        metavar="HEX",
+        help="only this model's: its whole checkpoint SHA-256 (an answer's model.checkpoint_sha256; history --json)",
+    )
+    history.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="only answers at this precision")
     history.add_argument("--page", type=int, default=1)
     history.add_argument("--per-page", type=int, default=20)
     history.add_argument("--json", action="store_true")
     return parser
 
 
+def _note(message: str) -> None:
+    """One line on standard error, beside whatever the command prints on standard output."""
+    print(plain(message), file=sys.stderr)
+
+
+def _count(n: int, thing: str) -> str:
+    """``1 file``, ``2 files``: a note reads as a sentence."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
+def _names(paths: list[Path]) -> str:
+    """File names for a note: the first few, then how many more."""
+    shown = ", ".join(plain(path.name) for path in paths[:SHOWN_NAMES])
+    return shown + (f" and {len(paths) - SHOWN_NAMES} more" if len(paths) > SHOWN_NAMES else "")
+
+
+def _key_store(args: argparse.Namespace) -> Path:
+    return args.keys if args.keys is not None else default_key_store()
+
+
+def _videos(given: list[Path], all_files: bool) -> list[Path]:
+    """The files to send: folders expanded to their files; without ``all_files`` only video suffixes,
+    and the others named in one note (a folder or a glob brings them along, a user never meant them)."""
+    files: list[Path] = []
+    for path in given:
+        files.extend(sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path])
+    if all_files:
+        return files
+    videos = [path for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
+    skipped = [path for path in files if path.suffix.lower() not in VIDEO_SUFFIXES]
+    if skipped and videos:
+        _note(
+            f"skipped {_count(len(skipped), 'file')} whose suffix is not a video's "
+            f"(--all-files sends them anyway): {_names(skipped)}"
+        )
+    if not files:
+        raise InputProblem(f"no files to analyze in {_names(given)}")
+    if not videos:
+        suffixes = " ".join(VIDEO_SUFFIXES)
+        if len(files) == 1:
+            raise InputProblem(f"{files[0]} is not a video by its suffix ({suffixes}); --all-files sends it anyway")
+        raise InputProblem(
+            f"none of the {len(files)} files given is a video by its suffix ({suffixes}): {_names(files)}; "
+            "--all-files sends them anyway"
+        )
+    return videos
+
+
+def _receipt_names(paths: list[Path]) -> dict[Path, str]:
+    """What each file's answer and receipt are saved as: its name less the suffix (``video.mp4`` ->
+    ``video``), the whole name where two files share a stem, and ``-2``... where even names collide."""
+    stems = [path.stem for path in paths]
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    for path in paths:
+        base = path.stem if stems.count(path.stem) == 1 else path.name
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name)
+        names[path] = name
+    return names
+
+
+def _save_receipts(folder: Path, results: dict[Path, dict | ServiceError]) -> int:
+    """Each answer and its receipt, as ``receipt verify`` takes them back; the number saved."""
+    answered = [path for path, result in results.items() if not isinstance(result, ServiceError)]
+    names = _receipt_names(answered)
+    for path in answered:
+        answer = results[path]
+        assert isinstance(answer, dict)
+        (folder / f"{names[path]}.answer.json").write_text(json.dumps(answer, indent=2) + "\n")
+        if isinstance(answer.get("receipt"), str):
+            (folder / f"{names[path]}.receipt.jws").write_text(answer["receipt"] + "\n")
+    return len(answered)
+
+
 def _predict(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    files = _videos(args.files, args.all_files)
+    store, pinned_now = None, []
+    if args.save_receipts:  # before any upload: a folder that cannot be written, or a key refused, costs nothing
+        args.save_receipts.mkdir(parents=True, exist_ok=True)
+        store = _key_store(args)
+        pinned_now = pin_keys(store, client.public_keys())
     with Progress(console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("analyzing", total=len(args.files))
+        task = progress.add_task("analyzing", total=len(files))
         results = client.predict_many(
-            args.files, args.concurrency, args.refresh, on_done=lambda path, result: progress.advance(task)
+            files, args.concurrency, args.refresh, on_done=lambda path, result: progress.advance(task)
         )
     failed = sum(isinstance(result, ServiceError) for result in results.values())
+    if args.save_receipts:
+        saved = _save_receipts(args.save_receipts, results)
+        _note(
+            f"saved the answer and receipt of {_count(saved, 'file')} in {args.save_receipts}"
+            + (f" ({failed} refused: nothing saved for {'it' if failed == 1 else 'them'})" if failed else "")
+            + f"; the public keys are pinned in {store}"
+            + (f" ({len(pinned_now)} new)" if pinned_now else "")
+        )
     if args.json:
         print(
             json.dumps(
@@ -117,11 +273,13 @@ def _predict(client: DeepfakeClient, args: argparse.Namespace) -> int:
             )
         )
         return 1 if failed else 0
-    table = Table("file", "result", "confidence", "P(FAKE)", "rule", "faces", "cached", "history id")
+    table = Table("file", "result", "confidence", "P(FAKE)", "rule", "faces", "cached", "history id", "error")
     demo = False
     for path, result in results.items():
         if isinstance(result, ServiceError):
-            table.add_row(printable(path.name), printable(result.code, "red"), printable(result.message))
+            status = f" ({result.status})" if result.status else ""
+            refusal = printable(f"{result.code}{status}: {result.message}", "red")
+            table.add_row(printable(path.name), printable("refused", "red"), "", "", "", "", "", "", refusal)
             continue
         demo |= result["model"]["untrained_demo"]
         table.add_row(
@@ -133,6 +291,7 @@ def _predict(client: DeepfakeClient, args: argparse.Namespace) -> int:
             printable(f"{result['frames_with_face']}/{result['frames_analyzed']}"),
             "yes" if result["cached"] else "no",
             printable(result["history_id"]),
+            "",
         )
     console.print(table)
     if demo:
@@ -140,22 +299,79 @@ def _predict(client: DeepfakeClient, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _read_token(argument: str) -> str:
-    """The receipt itself, or ``@path``: the file's text."""
-    if not argument.startswith("@"):
-        return argument
+def _csv(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    text = client.csv(args.file)
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    args.out.write_text(text)
+    rows = max(0, sum(1 for _ in csv.reader(io.StringIO(text))) - 1)  # quoted newlines are one row
+    _note(f"wrote {_count(rows, 'row')} (one per sampled frame) to {args.out}")
+    return 0
+
+
+def _read_json(path: Path) -> object:
     try:
-        return Path(argument[1:]).read_text().strip()
+        return json.loads(path.read_text())
+    except (*MALFORMED, ValueError) as error:  # UnicodeDecodeError, a JSONDecodeError, nesting past the stack
+        raise InputProblem(f"{path} is not an answer's JSON") from error
+
+
+def _answer_for(document: object, source: Path, file: Path) -> dict:
+    """The answer about ``file`` in what the client wrote: one answer (``NAME.answer.json``, the
+    service's JSON) as it is, or ``predict --json``'s ``{path: answer}``, where FILE's entry is the one
+    under the same path, else the only one with the same file name."""
+    if isinstance(document, dict) and ("frames" in document or "receipt" in document):
+        return document
+    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
+        raise InputProblem(f"{source} is not an answer's JSON, nor predict --json's output")
+    entry = document.get(str(file))
+    if entry is None:
+        same_file = [v for k, v in document.items() if os.path.abspath(k) == os.path.abspath(file)]
+        same_name = [v for k, v in document.items() if Path(k).name == file.name]
+        found = same_file or same_name
+        if len(found) > 1:
+            raise InputProblem(f"{source} holds {len(found)} answers for files named {file.name}: give that one's path")
+        if not found:
+            held = _names([Path(k) for k in document]) or "nothing"
+            raise InputProblem(f"{source} holds no answer for {file.name} (it holds: {held})")
+        entry = found[0]
+    if "error" in entry and "receipt" not in entry:
+        code = entry["error"].get("code") if isinstance(entry["error"], dict) else None
+        raise InputProblem(f"{source}: the service refused {file.name} ({code}), so there is no receipt for it")
+    return entry
+
+
+def _read_receipt(argument: str, file: Path) -> tuple[str, list[dict] | None]:
+    """The receipt, and the per-frame scores that came with it if the argument was an answer: the
+    receipt itself; ``@path`` to a file holding it or an answer; or the path of an answer's JSON
+    (a receipt's three base64url parts would make ``video.answer.json`` look like one, so a token is
+    told by its header; a path by being a file, or by a ``/`` or a file suffix that no token holds)."""
+    if argument.startswith("@"):
+        path = Path(argument[1:])
+    elif receipt_header(argument) is None and (
+        os.path.isfile(argument) or os.sep in argument or "/" in argument or argument.endswith(PATH_SUFFIXES)
+    ):
+        path = Path(argument)
+    else:
+        return argument, None
+    try:
+        text = path.read_text().strip()
     except UnicodeDecodeError as error:
-        raise InputProblem(f"{argument[1:]} is not a text file holding a receipt") from error
+        raise InputProblem(f"{path} is not a text file holding a receipt") from error
+    if not text.startswith("{"):
+        return text, None
+    answer = _answer_for(_read_json(path), path, file)
+    token = answer.get("receipt")
+    if not isinstance(token, str):
+        raise InputProblem(f"{path}: the answer for {file.name} carries no receipt")
+    frames = answer.get("frames")
+    return token, frames if isinstance(frames, list) else None
 
 
-def _read_frames(path: Path) -> list[dict]:
-    """The per-frame scores of an answer saved as JSON (``predict --json``'s or the service's)."""
-    try:
-        frames = json.loads(path.read_text())["frames"]
-    except (ValueError, KeyError, TypeError, RecursionError) as error:
-        raise InputProblem(f"{path} is not an answer's JSON with its frames") from error
+def _read_frames(path: Path, file: Path) -> list[dict]:
+    """The per-frame scores of the answer about ``file`` (a saved answer, or ``predict --json``'s output)."""
+    frames = _answer_for(_read_json(path), path, file).get("frames")
     if not isinstance(frames, list):
         raise InputProblem(f"{path} is not an answer's JSON with its frames")
     return frames
@@ -163,46 +379,82 @@ def _read_frames(path: Path) -> list[dict]:
 
 def _read_public_keys(paths: list[Path]) -> dict[str, str]:
     """PEM public keys by key id, the id derived as the service derives it (SHA-256 of the DER)."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     keys = {}
     for path in paths:
         pem = path.read_text(errors="replace")
         try:
-            key = serialization.load_pem_public_key(pem.encode())
-        except (ValueError, TypeError, UnsupportedAlgorithm) as error:
-            raise InputProblem(f"{path} is not a PEM public key") from error
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise InputProblem(f"{path} is not an RSA public key")
-        der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        keys[hashlib.sha256(der).hexdigest()] = pem
+            keys[public_key_id(pem)] = pem
+        except ValueError as error:
+            raise InputProblem(f"{path} is {error}") from error
     return keys
 
 
 def _receipt_verify(client: DeepfakeClient, args: argparse.Namespace) -> int:
-    token = _read_token(args.receipt)
-    frames = _read_frames(args.answer) if args.answer else None
+    token, frames = _read_receipt(args.receipt, args.file)
+    if args.answer:
+        frames = _read_frames(args.answer, args.file)
+    store = None
     if args.public_key:
-        result = check_receipt(token, _read_public_keys(args.public_key), args.file, frames)
+        keys = _read_public_keys(args.public_key)
+    elif keys := read_key_store(store := _key_store(args)):
+        pass  # offline: the keys pinned on first use
     else:
-        result = client.verify_receipt_offline(args.file, token, frames=frames)
+        keys = client.public_keys()
+        _note(
+            f"no public keys pinned in {store}: checked with the keys fetched from {client.url} just now "
+            "(not pinned; deepfake-client keys save pins them)"
+        )
+    result = check_receipt(token, keys, args.file, frames)
+    if store is not None and keys and not result.valid and result.key_id is not None and result.key_id not in keys:
+        result = replace(
+            result,
+            error=f"signed by key {result.key_id}, which is not pinned in {store} "
+            "(deepfake-client keys save pins the service's current keys, if you trust them)",
+        )
     print(json.dumps({"valid": result.valid, "key_id": result.key_id, "error": result.error, "claims": result.claims}))
     return 0 if result.valid else 1
 
 
+def _keys_save(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    store = args.out or _key_store(args)
+    listed = client.public_keys()
+    new = pin_keys(store, listed)
+    pinned = len(read_key_store(store))
+    _note(f"pinned {_count(len(new), 'new public key')} from {client.url} in {store} ({pinned} pinned in all)")
+    return 0
+
+
+def _model(item: dict) -> str:
+    """Which model answered, as short as tells models apart: verdicts of two models (or precisions) for
+    one file do not compare. A hash is cut to 12 hex digits; what is not one (the demo's "none
+    (untrained demo, seed 0)") is shown whole, up to 40 characters."""
+    checkpoint = plain(item.get("checkpoint_sha256"))
+    if HEX.fullmatch(checkpoint):
+        checkpoint = checkpoint[:12]
+    elif len(checkpoint) > 40:
+        checkpoint = checkpoint[:39] + "…"
+    return f"{checkpoint} {plain(item.get('precision'))}".strip()
+
+
 def _history(client: DeepfakeClient, args: argparse.Namespace) -> int:
-    answer = client.history(verdict=args.verdict, sha256=args.sha256, page=args.page, per_page=args.per_page)
+    answer = client.history(
+        verdict=args.verdict,
+        sha256=args.sha256,
+        checkpoint_sha256=args.checkpoint.lower() if args.checkpoint else None,
+        precision=args.precision,
+        page=args.page,
+        per_page=args.per_page,
+    )
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
-    table = Table("id", "time", "file", "result", "P(FAKE)", "SHA-256")
+    table = Table("id", "time", "file", "model", "result", "P(FAKE)", "SHA-256")
     for item in answer["items"]:
         table.add_row(
             printable(item["id"]),
             printable(item["created_at"][:19]),
             printable(item["filename"]),
+            printable(_model(item)),
             printable(item["result"]),
             f"{item['p_fake']:.4f}",
             printable(item["sha256_hex"][:16]),
@@ -219,12 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "predict":
                 return _predict(client, args)
             if args.command == "csv":
-                text = client.csv(args.file)
-                if args.out:
-                    args.out.write_text(text)
-                else:
-                    sys.stdout.write(text)
-                return 0
+                return _csv(client, args)
             if args.command == "sign":
                 print(json.dumps(client.sign(args.file), indent=2))
                 return 0
@@ -234,8 +481,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0 if answer["valid"] else 1
             if args.command == "receipt":
                 return _receipt_verify(client, args)
+            if args.command == "keys":
+                return _keys_save(client, args)
             return _history(client, args)
-        except (ServiceError, InputProblem, OSError) as error:
+        except (ServiceError, InputProblem, KeyStoreError, OSError) as error:
             print(f"error: {plain(error)}", file=sys.stderr)
             return 1
         except httpx.HTTPError as error:

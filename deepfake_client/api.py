@@ -1,4 +1,5 @@
-"""The service's routes as Python calls (httpx), plus offline receipt checking (joserfc).
+"""The service's routes as Python calls (httpx), plus offline receipt checking (joserfc) and the key
+store that pins the service's public keys on first use.
 
 Needs nothing of the service's own code: receipts are checked with the public keys alone, as a
 third party would (their format, shared with the service, is ``model_contract.receipts``).
@@ -8,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwk, jws
 from joserfc.errors import JoseError
 
@@ -38,6 +45,85 @@ class ReceiptCheck:
     claims: dict | None
     key_id: str | None
     error: str | None = None
+
+
+class KeyStoreError(Exception):
+    """The key store, or the keys offered to it, cannot be trusted as they are: nothing was written."""
+
+
+def public_key_id(pem: str) -> str:
+    """The key id the service gives an RSA public key (SHA-256 of its DER), so that a listing can be
+    checked against its own PEMs and two PEMs of one key compare equal however they are wrapped.
+    Raises ``ValueError`` where ``pem`` is not an RSA public key in PEM."""
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:  # UnicodeError is a ValueError
+        raise ValueError("not a PEM public key") from error
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("not an RSA public key")
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def default_key_store() -> Path:
+    """Where the pinned public keys live: DEEPFAKE_CLIENT_KEYS, else the user's configuration folder
+    (``$XDG_CONFIG_HOME``, by default ``~/.config``), ``deepfake-client/keys.json``."""
+    if configured := os.environ.get("DEEPFAKE_CLIENT_KEYS"):
+        return Path(configured).expanduser()
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "deepfake-client" / "keys.json"
+
+
+def read_key_store(path: Path) -> dict[str, str]:
+    """The pinned keys (key id -> PEM); none where the file does not exist yet."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        keys = json.loads(path.read_text())
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise KeyStoreError(f"{path} is not a key store (a JSON object of key id -> PEM public key)") from error
+    if not isinstance(keys, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+        raise KeyStoreError(f"{path} is not a key store (a JSON object of key id -> PEM public key)")
+    return keys
+
+
+def pin_keys(path: Path, listed: Mapping[str, str]) -> list[str]:
+    """Trust on first use: adds the listed keys (key id -> PEM) not yet pinned in ``path`` and returns
+    their ids. A listed key whose PEM is not the key its id names, or a key id pinned to another key,
+    is refused (``KeyStoreError``) and nothing is written: a receipt checked against a key swapped in
+    later would prove only that whoever swapped it signed it."""
+    path = Path(path)
+    pinned = read_key_store(path)
+    if not listed:
+        raise KeyStoreError("the service lists no public keys: nothing to pin")
+    for key_id, pem in listed.items():
+        try:
+            derived = public_key_id(pem)
+        except ValueError as error:
+            raise KeyStoreError(f"the service lists key id {key_id} with {error}: refusing to pin it") from None
+        if derived != key_id:
+            raise KeyStoreError(f"the service lists key id {key_id} with the public key of {derived}: refusing it")
+        if key_id in pinned and _key_id_or_none(pinned[key_id]) != key_id:
+            raise KeyStoreError(
+                f"{path} pins key id {key_id} to another public key than the service gives now: refusing to "
+                f"replace it (trust on first use); if you trust the service's key, remove that entry and save again"
+            )
+    new = [key_id for key_id in listed if key_id not in pinned]
+    if new:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({**pinned, **{key_id: listed[key_id] for key_id in new}}, indent=2, sort_keys=True) + "\n"
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as out:
+            out.write(text)  # written whole, then renamed: an interrupted save leaves the old store intact
+        os.replace(out.name, path)
+    return new
+
+
+def _key_id_or_none(pem: str) -> str | None:
+    try:
+        return public_key_id(pem)
+    except ValueError:
+        return None
 
 
 def sha256_of(path: Path) -> str:
@@ -101,11 +187,19 @@ def _frames_digest_or_none(frames: object) -> str | None:
 
 
 class DeepfakeClient:
-    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        timeout_s: float = 300.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """``transport`` replaces the network under the one-file calls (an ``httpx.MockTransport`` in
+        tests); ``predict_many`` always opens its own connections."""
         self.url = url.rstrip("/")
         self._headers = {"X-API-Key": api_key} if api_key else {}
         self._timeout = httpx.Timeout(timeout_s, connect=10)
-        self._http = httpx.Client(headers=self._headers, timeout=self._timeout)
+        self._http = httpx.Client(headers=self._headers, timeout=self._timeout, transport=transport)
 
     def __enter__(self) -> DeepfakeClient:
         return self
@@ -150,8 +244,15 @@ class DeepfakeClient:
         return self._post_file("/integrity/verify-receipt", path, {"receipt": receipt}).json()
 
     def public_keys(self) -> dict[str, str]:
-        listing = self._answer(self._http.get(self.url + "/integrity/public-keys")).json()
-        return {entry["key_id"]: entry["public_key_pem"] for entry in listing["keys"]}
+        """Every public key that verifies the service's receipts (``GET /integrity/public-keys``), by key id."""
+        response = self._answer(self._http.get(self.url + "/integrity/public-keys"))
+        try:
+            keys = {entry["key_id"]: entry["public_key_pem"] for entry in response.json()["keys"]}
+        except (ValueError, KeyError, TypeError) as error:
+            raise ServiceError(response.status_code, "bad_answer", "the public keys' listing is not one") from error
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+            raise ServiceError(response.status_code, "bad_answer", "the public keys' listing is not one")
+        return keys
 
     def verify_receipt_offline(
         self, path: Path, receipt: str, public_keys: dict[str, str] | None = None, frames: list[dict] | None = None

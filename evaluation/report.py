@@ -77,6 +77,66 @@ def timing_plot(summary: dict) -> str:
     return _img(figure, "analysis time against video duration")
 
 
+def _cell(value: object) -> str:
+    """A value as HTML: a mapping is a table of its own (nested), a list its items, never a repr."""
+    if isinstance(value, dict):
+        return _table(value)
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(item) for item in value) or "none"
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return html.escape(str(value))
+
+
+def _table(mapping: dict, headers: tuple[str, str] | None = None) -> str:
+    """One row per key (name, value): how the report shows a mapping, so that no Python dict repr
+    (``{'FAKE': 5}``) ever reaches the page."""
+    head = f"<tr><th>{html.escape(headers[0])}</th><th>{html.escape(headers[1])}</th></tr>" if headers else ""
+    rows = "".join(
+        f"<tr><th>{html.escape(str(key))}</th><td>{_cell(value)}</td></tr>" for key, value in mapping.items()
+    )
+    return f'<table class="values">{head}{rows}</table>'
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _timing_section(summary: dict) -> str:
+    """The timings, from this run's own analyses only, and in words what was left out and why: a
+    cached answer's times are those of the analysis that first made it, not measured here."""
+    timing, analyzed = summary["timing"], summary["analyzed"]
+    left_out, measured = timing["left_out"], timing["measured"]
+    of_all = f"of {_plural(analyzed, 'answer', 'answers')}"
+    notes = []
+    if cached := left_out["cached"]:
+        notes.append(
+            f"{cached} {of_all} came from the history and {'is' if cached == 1 else 'are'} left out of the timings"
+            " (their times are those of the analysis that first made them; run without --use-history to measure"
+            " every video)."
+        )
+    if unknown := left_out["not_recorded"]:
+        notes.append(
+            f"{unknown} {of_all} {'does' if unknown == 1 else 'do'} not say whether {'it' if unknown == 1 else 'they'}"
+            " came from the history (rows from an older deepfake-eval, or a service that does not report it)"
+            f" and {'is' if unknown == 1 else 'are'} left out of the timings too."
+        )
+    parts = []
+    if measured and timing["median_total_s"] is not None:
+        only = f", over the {_plural(measured, 'video', 'videos')} analyzed in this run" if notes else ""
+        parts.append(f"<p>Median analysis time {timing['median_total_s']:.2f} s per video{only}.</p>")
+    elif analyzed:
+        parts.append("<p>No analysis time was measured in this run.</p>")
+    else:
+        parts.append("<p>No video was analyzed.</p>")
+    parts += [f"<p>{html.escape(note)}</p>" for note in notes]
+    if timing["points"]:
+        parts.append(timing_plot(summary))
+    return "\n".join(parts)
+
+
 def _metrics_table(name: str, metrics: dict) -> str:
     rows = "".join(
         f"<tr><td>{label}</td><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td><td>{m['f1']:.3f}</td>"
@@ -112,6 +172,7 @@ def _rule_column(summary: dict, rule: str) -> str:
 
 
 def render(summary: dict) -> str:
+    """The whole page from summary.json's contents (nothing else is read, nothing fetched)."""
     model = summary["model"]
     banner = (
         '<div class="demo">UNTRAINED DEMO MODEL: random weights answered. These numbers say nothing about '
@@ -123,13 +184,8 @@ def render(summary: dict) -> str:
         f"<tr><td>{html.escape(f['video'])}</td><td>{f['label']}</td><td>{html.escape(f['error'])}</td></tr>"
         for f in summary["failed"]
     )
-    described = ", ".join(
-        f"{key} {html.escape(str(model.get(key)))}"
-        for key in ("family", "precision", "runtime", "backend", "checkpoint_sha256")
-        if key in model
-    )
     columns = "".join(_rule_column(summary, rule) for rule in RULES)
-    errors = html.escape(str(summary["errors"])) if summary["errors"] else "none"
+    errors = _table(summary["errors"], ("error", "videos")) if summary["errors"] else "<p>Errors: none.</p>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Deepfake detector evaluation</title>
 <style>
@@ -137,17 +193,20 @@ body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 .demo {{ background: #b00020; color: white; font-size: 1.3em; font-weight: bold; padding: 1em; margin-bottom: 1em; }}
 table {{ border-collapse: collapse; margin: 0.5em 0; }} td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; }}
 table.rules > tbody > tr > td {{ vertical-align: top; border: none; padding-right: 2em; }}
+table.values th {{ text-align: left; font-weight: normal; background: #f4f4f4; }}
 img {{ display: block; margin: 0.5em 0; }}
 </style></head><body>
 {banner}
 <h1>Evaluation: {summary["analyzed"]} of {summary["videos"]} videos analyzed</h1>
-<p>Model: {described}.</p>
-<p>True labels: {html.escape(str(summary["by_label"]))}. Errors: {errors}.</p>
+<h2>Model</h2>
+{_table(model)}
+<h2>Videos</h2>
+{_table(summary["by_label"], ("true label", "videos"))}
+{errors}
 <h2>The verdict rules side by side</h2>
 <table class="rules"><tr>{columns}</tr></table>
 <h2>Time</h2>
-<p>Median analysis time {summary["timing"]["median_total_s"] or 0:.2f} s per video.</p>
-{timing_plot(summary)}
+{_timing_section(summary)}
 <h2>Failed videos</h2>
 {f"<table><tr><th>video</th><th>label</th><th>error</th></tr>{failed}</table>" if failed else "<p>none</p>"}
 </body></html>

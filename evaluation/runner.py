@@ -3,6 +3,11 @@
 The service under test is the one that serves: in-process (started here, on loopback) or a running
 one (``--url``). Rows are appended to results.csv as they come, so an interrupted run resumes where
 it stopped; a video the service refuses is a row with the error's code, never a crash.
+
+Every video is analyzed afresh (``?refresh=1``) unless the caller asks for the history: the service
+answers a file it has seen from its history, with the times of that first analysis, and an
+evaluation that took those for measurements would report times nobody measured. Each row says
+whether its answer was cached, so the summary can leave cached answers out of the timings.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class ResultRow:
     faces_s: float | None = None
     inference_s: float | None = None
     total_s: float | None = None
+    cached: bool | None = None  # answered from the service's history; None: not recorded (older results.csv)
     error: str = ""  # the service's error code (e.g. no_face_detected); empty when analyzed
 
     @property
@@ -54,6 +60,7 @@ class ResultRow:
 
 COLUMNS = [field.name for field in fields(ResultRow)]
 NUMERIC = {field.name for field in fields(ResultRow) if field.type in ("float | None", "int | None")}
+FLAGS = {field.name for field in fields(ResultRow) if field.type == "bool | None"}
 
 
 def read_rows(path: Path) -> list[ResultRow]:
@@ -66,12 +73,44 @@ def read_rows(path: Path) -> list[ResultRow]:
 def _parse(row: dict[str, str]) -> ResultRow:
     values: dict[str, object] = {}
     for name in COLUMNS:
-        text = row.get(name, "")
+        text = row.get(name) or ""
         if name in NUMERIC:
             values[name] = None if text == "" else (int(text) if name in {"faces_found", "frames"} else float(text))
+        elif name in FLAGS:
+            values[name] = {"true": True, "false": False}.get(text.strip().lower())
         else:
             values[name] = text
     return ResultRow(**values)  # type: ignore[arg-type]
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""  # not measured, or not known
+    if isinstance(value, bool):
+        return "true" if value else "false"  # what _parse reads back (and what a spreadsheet shows)
+    return value
+
+
+def _csv_values(row: ResultRow) -> dict[str, object]:
+    """A row as results.csv holds it."""
+    return {name: _cell(value) for name, value in asdict(row).items()}
+
+
+def _header(path: Path) -> list[str] | None:
+    with path.open(newline="") as stream:
+        return next(csv.reader(stream), None)
+
+
+def _upgrade(path: Path) -> None:
+    """Rewrites a results.csv written with other columns (an older deepfake-eval) under today's, so
+    the rows this run appends line up with the header; a column it lacked is left empty."""
+    if not path.is_file() or _header(path) in (None, COLUMNS):
+        return
+    rows = read_rows(path)
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, COLUMNS)
+        writer.writeheader()
+        writer.writerows(_csv_values(row) for row in rows)
 
 
 def row_from_answer(video: LabelledVideo, answer: dict) -> ResultRow:
@@ -90,17 +129,21 @@ def row_from_answer(video: LabelledVideo, answer: dict) -> ResultRow:
         faces_s=stages["faces"],
         inference_s=stages["inference"],
         total_s=stages["total"],
+        cached=answer.get("cached"),  # a service without a history does not say: unknown, not "fresh"
     )
 
 
-async def analyze_one(client: httpx.AsyncClient, url: str, video: LabelledVideo) -> ResultRow:
+async def analyze_one(client: httpx.AsyncClient, url: str, video: LabelledVideo, refresh: bool = True) -> ResultRow:
+    """One video's row. ``refresh`` asks the service to analyze it now even if its history has the
+    file (so the row's times are measured); without it a cached answer may come back."""
+    params = {"refresh": "1"} if refresh else {}
     try:
         content = await asyncio.to_thread(video.path.read_bytes)
     except OSError as error:
         return ResultRow(video.key, video.label, error=f"unreadable_file: {error.strerror}")
     for attempt in range(RETRIES_WHEN_BUSY + 1):
         try:
-            response = await client.post(url + "/predict/", files={"file": (video.path.name, content)})
+            response = await client.post(url + "/predict/", params=params, files={"file": (video.path.name, content)})
         except httpx.HTTPError as error:
             return ResultRow(video.key, video.label, error=f"unreachable: {type(error).__name__}")
         if response.status_code == 503 and attempt < RETRIES_WHEN_BUSY:
@@ -123,8 +166,11 @@ async def analyze_all(
     concurrency: int = 2,
     api_key: str | None = None,
     on_row: Callable[[ResultRow], None] = lambda row: None,
+    refresh: bool = True,
 ) -> list[ResultRow]:
-    """Analyses the videos not yet in ``results_csv``, appending each row as it comes; returns all rows."""
+    """Analyses the videos not yet in ``results_csv``, appending each row as it comes; returns all rows.
+    ``refresh=False`` lets the service answer from its history (the rows then say ``cached``)."""
+    _upgrade(results_csv)
     done = {row.video: row for row in read_rows(results_csv)}
     todo = [video for video in videos if video.key not in done]
     queue: asyncio.Queue[LabelledVideo] = asyncio.Queue()
@@ -140,8 +186,8 @@ async def analyze_all(
 
         async def worker(client: httpx.AsyncClient) -> None:
             while not queue.empty():
-                row = await analyze_one(client, url, queue.get_nowait())
-                writer.writerow({k: "" if v is None else v for k, v in asdict(row).items()})
+                row = await analyze_one(client, url, queue.get_nowait(), refresh)
+                writer.writerow(_csv_values(row))
                 stream.flush()  # each row is kept even if the run is cut off
                 done[row.video] = row
                 on_row(row)

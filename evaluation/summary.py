@@ -1,5 +1,10 @@
 """summary.json: every metric per verdict rule, at the service's own answer, at 0.5 and at a
-threshold chosen on the set, plus timings and the failures."""
+threshold chosen on the set, plus timings and the failures.
+
+The timings come from answers analyzed in this evaluation only: a cached answer carries the times
+of the analysis that first made it (another run, another load, maybe another machine), and an
+answer that does not say whether it was cached (a results.csv from before the column) may be one.
+Both are counted and left out, and ``timing`` says how many, so the report can say so."""
 
 from __future__ import annotations
 
@@ -47,7 +52,9 @@ def summarise(
         else:
             entry |= {"auc": None, "roc": None, "calibration": None, "threshold": None}
         rules[rule] = entry
-    totals = [row.total_s for row in analyzed if row.total_s is not None]
+    measured = [row for row in analyzed if row.cached is False]
+    totals = [row.total_s for row in measured if row.total_s is not None]
+    cached = sum(row.cached is True for row in analyzed)
     return {
         "model": model,
         "untrained_demo": bool(model.get("untrained_demo")),
@@ -57,12 +64,15 @@ def summarise(
         "errors": dict(Counter(row.error for row in rows if not row.ok)),
         "failed": [{"video": row.video, "label": row.label, "error": row.error} for row in rows if not row.ok],
         "both_classes": bool(both_classes),
+        "cached": cached,  # answers that came from the service's history, not analyzed in this run
         "rules": rules,
         "timing": {
+            "measured": len(measured),
+            "left_out": {"cached": cached, "not_recorded": sum(row.cached is None for row in analyzed)},
             "median_total_s": float(np.median(totals)) if totals else None,
             "points": [
                 {"video": row.video, "duration_s": row.duration_s, "total_s": row.total_s}
-                for row in analyzed
+                for row in measured
                 if row.duration_s is not None
             ],
         },

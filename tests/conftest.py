@@ -22,6 +22,8 @@ def history_database(tmp_path_factory: pytest.TempPathFactory) -> str:
     patch = pytest.MonkeyPatch()
     patch.setenv("DEEPFAKE_DATABASE_URL", url)
     patch.setenv("DEEPFAKE_HISTORY_CACHE", "false")
+    # the client's pinned public keys: this session's own store, never the user's ~/.config
+    patch.setenv("DEEPFAKE_CLIENT_KEYS", str(tmp_path_factory.mktemp("client") / "keys.json"))
     yield url
     patch.undo()
 

@@ -8,8 +8,11 @@ testing/sensitive_model.py centred on whole sequences, so the sequence verdict's
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -211,3 +214,109 @@ def test_a_written_threshold_changes_the_services_result_and_compare_shows_the_f
     assert (flipping[0].video, "sequence") in flips
     assert "sequence/served/accuracy" in result["metrics"] and "sequence/auc" in result["metrics"]
     assert result["metrics"]["sequence/auc"]["delta"] == pytest.approx(0, abs=1e-6)  # same scores, new cut
+
+
+def test_each_video_is_analyzed_afresh_unless_the_history_is_asked_for(seed_videos, demo_repository, tmp_path):
+    """The service answers a file it has already analyzed from its history, with that analysis's own
+    times: an evaluation that took such answers as measurements would report times nobody measured.
+    So a run analyzes afresh by default; --use-history takes cached answers, and the report leaves
+    them out of the timings and says so. (The demo model: the service caches only a model it can
+    identify, and the test model here has no checkpoint hash.)"""
+    videos = tmp_path / "set"
+    (videos / "FAKE").mkdir(parents=True)
+    (videos / "REAL").mkdir(parents=True)
+    shutil.copy(seed_videos[1], videos / "FAKE")
+    shutil.copy(seed_videos[0], videos / "REAL")
+    larger = tmp_path / "larger"
+    shutil.copytree(videos, larger)
+    shutil.copy(seed_videos[2], larger / "FAKE")
+    settings = Settings(
+        model_repository=demo_repository,
+        keys_dir=tmp_path / "keys",
+        history_cache=True,
+        database_url=f"sqlite:///{tmp_path / 'history.sqlite3'}",
+    )
+
+    def evaluate(name: str, dataset: Path, *options: str) -> tuple[list[dict], dict, str]:
+        out = tmp_path / name
+        assert main([str(dataset), "--out", str(out), "--url", url, *options]) == 0
+        with (out / "results.csv").open(newline="") as stream:
+            rows = list(csv.DictReader(stream))
+        report = html.unescape(re.sub(r"<[^>]+>", " ", (out / "report.html").read_text()))
+        return rows, json.loads((out / "summary.json").read_text()), " ".join(report.split())
+
+    with running_service(settings) as url:
+        evaluate("first", videos)
+        rows, summary, report = evaluate("second", videos)  # the history has both: still analyzed now
+        assert [row["cached"] for row in rows] == ["false", "false"]
+        assert summary["cached"] == 0 and summary["timing"]["median_total_s"] is not None
+        assert "came from the history" not in report and "Median analysis time" in report
+
+        rows, summary, report = evaluate("some", larger, "--use-history")
+        assert sorted(row["cached"] for row in rows) == ["false", "true", "true"]
+        assert summary["cached"] == 2 and len(summary["timing"]["points"]) == 1
+        fresh = next(row for row in rows if row["cached"] == "false")
+        assert summary["timing"]["median_total_s"] == pytest.approx(float(fresh["total_s"]))
+        assert "2 of 3 answers came from the history and are left out of the timings" in report
+
+        rows, summary, report = evaluate("all", videos, "--use-history")
+        assert [row["cached"] for row in rows] == ["true", "true"]
+        assert summary["cached"] == 2 and summary["timing"]["median_total_s"] is None
+        assert summary["timing"]["points"] == []
+        assert "2 of 2 answers came from the history and are left out of the timings" in report
+        assert "Median analysis time" not in report
+
+
+def test_a_folder_without_labels_says_how_to_label_it(tmp_path, capsys):
+    folder = tmp_path / "seed_videos"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes(b"\0" * 100)
+    assert main([str(folder), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "has no REAL*/ or FAKE*/ folder" in error
+    assert f"{folder}/REAL/" in error and f"{folder}/FAKE/" in error  # the layout it expects
+    assert "path,label" in error
+    assert f"{folder / 'clip.mp4'},REAL" in error  # a line of such a CSV, with the user's own file
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_report_shows_no_python_dict(evaluated):
+    """The labels, the errors and the model's settings are tables, not a Python repr."""
+    source = (evaluated / "report.html").read_text()
+    text = html.unescape(re.sub(r"<[^>]+>", " ", source))
+    assert "{'" not in text and "': " not in text and "{&#x27;" not in source
+    assert "['" not in text
+    summary = json.loads((evaluated / "summary.json").read_text())
+    architecture = summary["model"]["architecture"]
+    name, value = next(iter(architecture.items()))
+    assert re.search(rf"<th>{re.escape(name)}</th>\s*<td>{re.escape(html.escape(str(value)))}</td>", source)
+    assert re.search(r"<th>FAKE</th>\s*<td>5</td>", source) and re.search(r"<th>REAL</th>\s*<td>3</td>", source)
+
+
+def test_a_results_csv_from_before_the_cached_column_is_resumed_and_its_rows_left_out_of_the_timings(tmp_path):
+    """Rows an older deepfake-eval wrote do not say whether they were cached (it took cached answers
+    whenever the service gave them): the file gets today's header, and they count as unknown."""
+    from evaluation.dataset import LabelledVideo
+    from evaluation.report import render
+    from evaluation.runner import analyze_all
+    from evaluation.summary import summarise
+
+    old_columns = ["video", "label", "result_sequence", "p_fake_sequence", "result_original", "p_fake_original"]
+    old_columns += ["faces_found", "frames", "duration_s", "decode_s", "faces_s", "inference_s", "total_s", "error"]
+    results = tmp_path / "results.csv"
+    with results.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(old_columns)
+        writer.writerow(["FAKE/a.mp4", "FAKE", "FAKE", 0.9, "FAKE", 0.8, 30, 30, 2.0, 0.1, 0.5, 0.4, 1.0, ""])
+        writer.writerow(["REAL/b.mp4", "REAL", "REAL", 0.2, "REAL", 0.1, 30, 30, 3.0, 0.1, 0.5, 0.4, 1.5, ""])
+    videos = [LabelledVideo(key, tmp_path / key, key[:4]) for key in ("FAKE/a.mp4", "REAL/b.mp4")]
+    rows = asyncio.run(analyze_all("http://127.0.0.1:9", videos, results))  # nothing left to ask for
+    assert [row.cached for row in rows] == [None, None]
+    with results.open(newline="") as stream:
+        assert "cached" in next(csv.reader(stream))
+    summary = summarise(rows, {"family": "attention"})
+    assert summary["timing"]["left_out"] == {"cached": 0, "not_recorded": 2}
+    assert summary["timing"]["median_total_s"] is None
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", render(summary))).split())
+    assert "2 of 2 answers do not say whether they came from the history" in text
+    assert "Median analysis time" not in text

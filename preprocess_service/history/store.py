@@ -138,8 +138,8 @@ class HistoryStore:
         precision: str | None = None,
     ) -> Page:
         conditions = _owned(owner)
-        if checkpoint_sha256:
-            conditions.append(AnalysisRecord.checkpoint_sha256 == checkpoint_sha256)
+        if checkpoint_sha256:  # a prefix: the 12 characters a table shows find the model
+            conditions.append(AnalysisRecord.checkpoint_sha256.startswith(checkpoint_sha256, autoescape=True))
         if precision:
             conditions.append(AnalysisRecord.precision == precision)
         if result:

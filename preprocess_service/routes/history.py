@@ -60,7 +60,9 @@ async def list_analyses(
     sha256: Annotated[str | None, Query(pattern=SHA256)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    checkpoint_sha256: Annotated[str | None, Query(max_length=128, description="the model that answered")] = None,
+    checkpoint_sha256: Annotated[
+        str | None, Query(max_length=128, description="the model that answered (its checkpoint hash, or a prefix)")
+    ] = None,
     precision: Literal["fp32", "bf16", "int8"] | None = None,
 ) -> AnalysisPage:
     """Newest first; ``verdict``, ``sha256``, the model (``checkpoint_sha256``, ``precision``: answers

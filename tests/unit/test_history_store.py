@@ -284,6 +284,8 @@ def test_listings_filter_by_the_model_that_answered(store: HistoryStore) -> None
     assert [s.id for s in store.page("alice", checkpoint_sha256="c" * 64).items] == [rid(1), rid(3)]
     assert [s.id for s in store.page("alice", precision="int8").items] == [rid(3)]
     assert store.page("alice", checkpoint_sha256="c" * 64, precision="fp32").total == 1
+    assert store.page("alice", checkpoint_sha256="dddddddddddd").total == 1  # the prefix a table shows
+    assert store.page("alice", checkpoint_sha256="%").total == 0  # a LIKE wildcard is a character here
     assert {(s.checkpoint_sha256[:1], s.precision) for s in store.page("alice").items} == {
         ("c", "fp32"),
         ("d", "fp32"),
