@@ -64,18 +64,6 @@ def _jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def _remux(source: Path, path: Path, container: str) -> Path:
-    """The same H.264 packets in another container (no re-encoding)."""
-    with av.open(str(source)) as inp, av.open(str(path), "w", format=container) as out:
-        stream = out.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is None:
-                continue
-            packet.stream = stream
-            out.mux(packet)
-    return path
-
-
 def _encode(
     path: Path,
     frames: list[np.ndarray],
@@ -166,7 +154,7 @@ def corpus(folder: Path) -> list[Case]:
     )
     cases.append(Case("EBML magic then garbage", b"\x1a\x45\xdf\xa3" + b"\x01" * 500, unreadable))
 
-    mkv = _remux(face, folder / "face.mkv", "matroska")
+    mkv = media.remux(face, folder / "face.mkv", "matroska")
     avi = _encode(
         folder / "face.avi", [media.astronaut((192, 192))] * 12, codec="mjpeg", pix_fmt="yuvj420p", container="avi"
     )

@@ -130,14 +130,13 @@ def resolution_switch(path: Path, small: int = 64, large: int = 1024, count: int
     return path
 
 
-def tagged_video(source: Path, path: Path, tags: dict[str, str]) -> Path:
-    """``source``'s H.264 packets in a QuickTime file whose metadata holds ``tags`` (keys such as
-    ``com.apple.quicktime.make`` are written as a phone writes them: ``mdta`` keys)."""
-    with (
-        av.open(str(source)) as inp,
-        av.open(str(path), "w", format="mov", options={"movflags": "use_metadata_tags"}) as out,
-    ):
-        out.metadata.update(tags)
+def remux(
+    source: Path, path: Path, container: str, options: dict[str, str] | None = None, tags: dict[str, str] | None = None
+) -> Path:
+    """``source``'s H.264 packets in another container (no re-encoding), with muxer ``options`` and
+    container ``tags``."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format=container, options=options or {}) as out:
+        out.metadata.update(tags or {})
         stream = out.add_stream_from_template(inp.streams.video[0])
         for packet in inp.demux(inp.streams.video[0]):
             if packet.dts is None:
@@ -145,3 +144,9 @@ def tagged_video(source: Path, path: Path, tags: dict[str, str]) -> Path:
             packet.stream = stream
             out.mux(packet)
     return path
+
+
+def tagged_video(source: Path, path: Path, tags: dict[str, str]) -> Path:
+    """``source`` in a QuickTime file whose metadata holds ``tags`` (keys such as
+    ``com.apple.quicktime.make`` are written as a phone writes them: ``mdta`` keys)."""
+    return remux(source, path, "mov", {"movflags": "use_metadata_tags"}, tags)

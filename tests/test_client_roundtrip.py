@@ -144,18 +144,24 @@ def test_the_service_is_stopped(round_trip):
         httpx.get(round_trip.url + "/healthz", timeout=5)
 
 
-def test_the_saved_receipt_verifies_offline_with_the_saved_answer(round_trip):
-    done = client_cli(
+def verify_saved(round_trip, answer: Path) -> subprocess.CompletedProcess:
+    """``receipt verify VIDEO @saved-receipt --answer ANSWER``, as the user types it."""
+    receipt = "@" + str(round_trip.receipts / "video.receipt.jws")
+    return client_cli(
         round_trip.keys,
         "--url",
         round_trip.url,
         "receipt",
         "verify",
         str(round_trip.video),
-        "@" + str(round_trip.receipts / "video.receipt.jws"),
+        receipt,
         "--answer",
-        str(round_trip.receipts / "video.answer.json"),
+        str(answer),
     )
+
+
+def test_the_saved_receipt_verifies_offline_with_the_saved_answer(round_trip):
+    done = verify_saved(round_trip, round_trip.receipts / "video.answer.json")
     result = verdict(done)
     assert done.returncode == 0 and result["valid"] is True, done.stdout + done.stderr
     assert result["key_id"] in round_trip.service_keys
@@ -164,17 +170,7 @@ def test_the_saved_receipt_verifies_offline_with_the_saved_answer(round_trip):
 
 def test_predict_json_output_is_an_answer_verify_accepts(round_trip):
     """The ``{path: answer}`` that ``predict --json`` prints: FILE's entry is the answer (it was refused)."""
-    done = client_cli(
-        round_trip.keys,
-        "--url",
-        round_trip.url,
-        "receipt",
-        "verify",
-        str(round_trip.video),
-        "@" + str(round_trip.receipts / "video.receipt.jws"),
-        "--answer",
-        str(round_trip.predict_json),
-    )
+    done = verify_saved(round_trip, round_trip.predict_json)
     assert done.returncode == 0 and verdict(done)["valid"] is True, done.stdout + done.stderr
 
 

@@ -125,18 +125,11 @@ def test_every_answer_says_at_its_top_whether_the_demo_model_answered(client, vi
 def test_mpeg_ts_recordings_are_analyzed(client, tmp_path, video, name, options):
     """Broadcast and camcorder recordings (.ts, .m2ts) were refused 415 before; their demuxer is
     forced like the others' (it reads only the stream itself)."""
-    import av
-
     from preprocess_service.video import container_of
 
-    source, path = tmp_path / "face.mp4", tmp_path / "face.ts"
+    source = tmp_path / "face.mp4"
     source.write_bytes(video)
-    with av.open(str(source)) as inp, av.open(str(path), "w", format="mpegts", options=options) as out:
-        stream = out.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                out.mux(packet)
+    path = media.remux(source, tmp_path / "face.ts", "mpegts", options)
     detected = container_of(path)
     assert detected is not None and detected.name == name
     answer = upload(client, path.read_bytes())
