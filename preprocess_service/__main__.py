@@ -58,13 +58,14 @@ def main(argv: list[str] | None = None) -> None:
         grpc = (args.backend or os.environ.get("DEEPFAKE_BACKEND", "")) == "triton-grpc"
         os.environ["DEEPFAKE_TRITON_GRPC_URL" if grpc else "DEEPFAKE_TRITON_HTTP_URL"] = args.triton_url
     from preprocess_service.access import server_options
+    from preprocess_service.logs import log_config
     from preprocess_service.settings import get_settings
 
     settings = get_settings()
     if not settings.third_party_logs:
         from preprocess_service.native_logs import filter_native_stderr
 
-        filter_native_stderr()
+        filter_native_stderr(json_lines=settings.log_format == "json")
 
     # A bounded drain: on SIGTERM, requests in flight get this long, then the process exits anyway
     # (a stalled upload must not keep a pod terminating forever).
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level="info",
         timeout_graceful_shutdown=settings.shutdown_drain_s,
+        log_config=log_config(settings.log_format, settings.log_level, settings.log_levels),
         **server_options(settings.trusted_proxies),  # X-Forwarded-For believed only from trusted proxies
     )
 

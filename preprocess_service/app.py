@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from preprocess_service.access import access_policy
 from preprocess_service.errors import InvalidRequest, ServiceError
 from preprocess_service.inference import InferenceBackend
+from preprocess_service.logs import RequestIds
 from preprocess_service.metrics import Metrics, RequestCounter
 from preprocess_service.routes import artifacts as artifact_routes
 from preprocess_service.routes import health, history, integrity, page, predict
@@ -98,5 +99,6 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
-    app.add_middleware(SecurityHeaders)  # outermost: every answer gets the headers, errors included
+    app.add_middleware(SecurityHeaders)  # every answer gets the headers, errors included
+    app.add_middleware(RequestIds)  # outermost: every log line of a request carries its id
     return app

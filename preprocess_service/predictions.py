@@ -9,6 +9,7 @@ beside them only to be given back as it was.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from preprocess_service.schemas import PredictResponse
 from preprocess_service.settings import Settings
 from preprocess_service.uploads import Upload
 
+log = logging.getLogger("deepfake.predictions")
 Schedule = Callable[..., Any]  # runs a function after the answer is sent (FastAPI's BackgroundTasks.add_task)
 
 
@@ -63,6 +65,15 @@ class Predictions:
         answer = presenter.predict_response(analysis, upload, analysis_id if images_kept else None, receipt)
         if await self._history.record(analysis_id, owner, key, analysis, upload, answer):
             answer.history_id = analysis_id
+        log.info(  # no file name: it may name a person; the hash and the id find the analysis
+            "analyzed %s (sha256 %s…, %d bytes) in %.2f s: %s %.4f",
+            analysis_id,
+            upload.sha256[:12],
+            upload.size,
+            analysis.timings["total"],
+            analysis.verdict.label,
+            analysis.verdict.p_fake,
+        )
         return answer
 
     async def frame_scores(self, upload: Upload) -> FrameScores:

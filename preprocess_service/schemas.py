@@ -181,6 +181,7 @@ class AnalysisSummary(BaseModel):
     checkpoint_sha256: str = Field(description="the model that made it (with precision: which answers compare)")
     untrained_demo: bool
     processing_time_sec: float
+    request_id: str | None = Field(None, description="the request that made it: its X-Request-ID and log lines")
 
 
 class AnalysisPage(BaseModel):

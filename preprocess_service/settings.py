@@ -138,7 +138,12 @@ class Settings(BaseSettings):
     )
     history_purge_interval_s: float = Field(3600, gt=0, description="how often the retention purge runs")
 
-    # Logs
+    # Logs (logs.py)
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object a line (the container image sets it); text: readable lines"
+    )
+    log_level: str = Field("info", description="the service's and uvicorn's loggers")
+    log_levels: str = Field("", description="per logger, e.g. deepfake.history=debug,uvicorn.access=warning")
     third_party_logs: bool = Field(
         False, description="let MediaPipe/LiteRT's native log lines through (deepfake-serve filters them out)"
     )

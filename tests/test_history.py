@@ -126,11 +126,11 @@ def test_a_failing_database_never_costs_the_answer(demo_repository, seed_videos,
 def test_migrations_bring_an_empty_database_to_head(database_url):
     from alembic.migration import MigrationContext
 
-    from preprocess_service.history.store import HistoryStore
+    from preprocess_service.history.store import HEAD_REVISION, HistoryStore
 
     store = HistoryStore(database_url)
     store.migrate()
     store.migrate()  # idempotent: a restarted service migrates again
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0002"
+        assert MigrationContext.configure(connection).get_current_revision() == HEAD_REVISION
     store.close()

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import create_engine, event, text
 
 from preprocess_service.access import hash_key
-from preprocess_service.history.store import HistoryStore
+from preprocess_service.history.store import HEAD_REVISION, HistoryStore
 from preprocess_service.sanitize import MAX_METADATA_CHARS
 from preprocess_service.settings import Settings
 from testing.server import post_file, running_service
@@ -297,7 +297,7 @@ def test_existing_rows_get_the_shared_owner_when_migrated(database_url):
     engine.dispose()
     store = HistoryStore(database_url)
     store.migrate()
-    assert store.revision() == "0002"
+    assert store.revision() == HEAD_REVISION
     assert store.page("local").total == 1 and store.page("a").total == 0 and store.page(None).total == 1
     store.close()
 

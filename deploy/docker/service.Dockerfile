@@ -55,7 +55,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     DEEPFAKE_KEYS_DIR=/var/lib/deepfake/keys \
     DEEPFAKE_UPLOAD_DIR=/tmp/uploads \
     DEEPFAKE_DATABASE_URL=sqlite:////tmp/history.sqlite3 \
-    DEEPFAKE_MODEL_REPOSITORY=/models
+    DEEPFAKE_MODEL_REPOSITORY=/models \
+    DEEPFAKE_LOG_FORMAT=json
 USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s \

@@ -50,6 +50,7 @@ class AnalysisRecord(Base):
     result: Mapped[str] = mapped_column(String(8), index=True)
     p_fake: Mapped[float] = mapped_column(Float)
     total_s: Mapped[float] = mapped_column(Float)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the request that made it (logs.py)
     # verdicts, every frame's score and box, stage timings, model block, metadata, receipt:
     # read only for one analysis (GET /analyses/{id}, its CSV, a cache hit), never by listings
     answer: Mapped[dict] = mapped_column(JSON)

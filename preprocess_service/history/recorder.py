@@ -27,6 +27,7 @@ from model_contract.identity import ModelInfo
 from preprocess_service.errors import HistoryUnavailable
 from preprocess_service.history.models import AnalysisRecord
 from preprocess_service.history.store import HistoryStore
+from preprocess_service.logs import current_request_id
 from preprocess_service.metrics import Metrics
 from preprocess_service.pipeline import Analysis
 from preprocess_service.settings import Settings
@@ -129,6 +130,7 @@ class History:
             result=verdict.label,
             p_fake=round(verdict.p_fake, 6),  # as the answer gives it
             total_s=round(analysis.timings["total"], 3),
+            request_id=current_request_id.get(),
             answer=answer.model_dump(mode="json"),
         )
         store = self.store

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from preprocess_service.history.models import AnalysisRecord
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 LATENCY_WINDOW = 10_000  # /stats percentiles over the most recent analyses
 DELETE_CHUNK = 500  # ids per DELETE … WHERE id IN (…): within every database's parameter limit
 
@@ -45,6 +45,7 @@ class Summary:
     result: str
     p_fake: float
     total_s: float
+    request_id: str | None
 
 
 SUMMARY_COLUMNS = tuple(getattr(AnalysisRecord, name) for name in Summary.__dataclass_fields__)

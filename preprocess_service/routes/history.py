@@ -47,6 +47,7 @@ def _summary(record: Summary) -> AnalysisSummary:
         checkpoint_sha256=record.checkpoint_sha256,
         untrained_demo=record.untrained_demo,
         processing_time_sec=record.total_s,
+        request_id=record.request_id,
     )
 
 
