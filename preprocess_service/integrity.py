@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from joserfc import jwk, jws
 from joserfc.errors import JoseError
+from joserfc.jwk import KeyParameters
 
 from model_contract.receipts import (  # the receipt's format, shared with the clients that check it
     LAST_SECOND,
@@ -154,6 +155,15 @@ class Signer:
 
     def public_pems(self) -> dict[str, str]:
         return {key_id: _pem(key) for key_id, key in self.public_keys.items()}
+
+    def jwks(self) -> dict[str, list[dict]]:
+        """Every key that verifies here as a JSON Web Key Set (RFC 7517): what JWS libraries and API
+        gateways fetch to check the receipts, ``kid`` the same key id the receipts name."""
+        keys = []
+        for key_id, key in self.public_keys.items():
+            parameters: KeyParameters = {"kid": key_id, "use": "sig", "alg": "RS256"}
+            keys.append(jwk.RSAKey.import_key(key, parameters).as_dict(private=False))
+        return {"keys": keys}
 
 
 def date_of(seconds: float) -> datetime | None:

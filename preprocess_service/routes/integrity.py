@@ -110,6 +110,12 @@ async def public_key(services: ServicesDep) -> PublicKeyResponse:
     return PublicKeyResponse(key_id=services.signer.key_id, public_key_pem=services.signer.public_pem)
 
 
+@router.get("/jwks.json")
+async def jwks(services: ServicesDep) -> dict[str, list[dict]]:
+    """The same keys as ``/integrity/public-keys``, as a JSON Web Key Set (RFC 7517) for JWS libraries."""
+    return services.signer.jwks()
+
+
 @router.get("/public-keys", response_model=PublicKeysResponse)
 async def public_keys(services: ServicesDep) -> PublicKeysResponse:
     """Every key that verifies here, by key id: the active one and those rotated out."""

@@ -306,3 +306,18 @@ def test_reissued_claims_sign_and_read_back(signer: Signer) -> None:
     reissued = reissued_claims(signer.sign_receipt(claims_of()), datetime(2030, 1, 1, tzinfo=UTC))
     claims, _, error = signer.read_receipt(signer.sign_receipt(reissued))
     assert error is None and claims == reissued
+
+
+def test_the_key_set_verifies_a_receipt_with_any_jws_library() -> None:
+    """/integrity/jwks.json: a receipt checks against the JWK whose kid it names (joserfc here)."""
+    from joserfc import jws
+    from joserfc.jwk import KeySet
+
+    old = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signer = Signer(rsa.generate_private_key(public_exponent=65537, key_size=2048), previous=[old.public_key()])
+    key_set = signer.jwks()
+    assert [key["kid"] for key in key_set["keys"]] == list(signer.public_keys)
+    assert all(key["alg"] == "RS256" and key["use"] == "sig" and "d" not in key for key in key_set["keys"])
+    token = signer.sign_receipt({"iat": 1, "file": {"sha256": "ab"}})
+    verified = jws.deserialize_compact(token, KeySet.import_key_set(key_set), algorithms=["RS256"])
+    assert json.loads(verified.payload) == {"file": {"sha256": "ab"}, "iat": 1}
