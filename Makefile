@@ -35,8 +35,15 @@ PORT ?= 8080
 serve: model
 	$(BIN)/deepfake-serve --host $(HOST) --port $(PORT) --model-repository $(REPO)
 
+# Everything: lint and types, the unit layer, and the integration tests (real HTTP, a real Triton,
+# PostgreSQL, Redis and Chromium, real videos). What CI runs; fails below COVERAGE_ALL per cent.
 test: lint kubectl chromium postgres redis
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_ALL)
+
+# The fast layer: lint, types and tests/unit (the fake backend, no model export, no Debian
+# packages): a one-line change checked in a couple of minutes. Fails below COVERAGE_FAST per cent.
+test-fast: lint
+	$(BIN)/python -m pytest tests/unit -q --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FAST)
 
 # Lint, format check and types: a finding fails `make test`, and so CI.
 lint: setup
