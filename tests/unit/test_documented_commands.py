@@ -125,7 +125,7 @@ def test_the_projects_commands_parse(where: str, words: list[str]) -> None:
 @pytest.mark.parametrize(("where", "words"), [c for c in DOCUMENTED if c[1][0] == "make"])
 def test_make_targets_exist(where: str, words: list[str]) -> None:
     arguments = [word for word in words[1:] if not word.startswith("-")]
-    result = subprocess.run(["make", "-n", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["make", "-n", "-B", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "No rule to make target" not in result.stderr, f"{where}\n{result.stderr}"
     assert "Nothing to be done for" not in result.stdout, f"{where}: a .PHONY name without a rule"
 
