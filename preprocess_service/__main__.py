@@ -33,11 +33,33 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="backbone precision to serve")
     options.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), help="embedded engine")
     options.add_argument("--workers", type=int, default=1, help="server processes")
+    options.add_argument(
+        "--migrate",
+        action="store_true",
+        help="upgrade the history database (DEEPFAKE_DATABASE_URL) to this release's schema and exit: "
+        "what the Kubernetes migration Job runs, once, under a database lock",
+    )
     return options
+
+
+def migrate_history() -> None:
+    """``deepfake-serve --migrate``: the schema upgrade alone, for a Job that runs it before a rollout."""
+    from preprocess_service.history.store import HEAD_REVISION, HistoryStore
+    from preprocess_service.settings import get_settings
+
+    store = HistoryStore(get_settings().database_url)
+    try:
+        store.migrate()
+        print(f"deepfake-serve: the history database is at revision {store.revision()} (head {HEAD_REVISION})")
+    finally:
+        store.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if args.migrate:
+        migrate_history()
+        return
     if port_in_use(args.host, args.port):
         print(
             f"deepfake-serve: port {args.port} on {args.host} is already in use (another deepfake-serve?); "

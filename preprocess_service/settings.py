@@ -37,7 +37,19 @@ class Settings(BaseSettings):
     backbone_model: str | None = Field(None, description="default: deepfake_backbone[_<precision>]")
     temporal_model: str = "deepfake_temporal"
     triton_http_url: str = "127.0.0.1:8000"
-    triton_grpc_url: str = "127.0.0.1:8001"
+    triton_grpc_url: str = Field(
+        "127.0.0.1:8001",
+        description="host:port, or dns:///triton-headless:8001 (every pod of a headless Service, round robin)",
+    )
+    triton_grpc_lb: Literal["round_robin", "pick_first"] = Field(
+        "round_robin", description="gRPC load balancing over the name's addresses; pick_first behind a service mesh"
+    )
+    triton_grpc_attempts: int = Field(
+        3, ge=1, le=5, description="gRPC retry policy: attempts of a call that failed UNAVAILABLE (1 = no retry)"
+    )
+    triton_grpc_max_reconnect_s: float = Field(
+        2.0, gt=0, description="cap of gRPC's reconnect backoff: a restarted Triton takes traffic again within it"
+    )
     triton_timeout_s: float = Field(30.0, gt=0, description="per inference call")
     triton_shm: bool = Field(False, description="send face crops through system shared memory (same host only)")
     inference_threads: int = Field(
@@ -124,6 +136,11 @@ class Settings(BaseSettings):
     history: bool = Field(True, description="store every /predict/ answer")
     database_url: str = Field(
         "sqlite:///var/history.sqlite3", description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db"
+    )
+    migrate_on_start: bool = Field(
+        True,
+        description="upgrade the history's schema at start (under a database lock); false where a Kubernetes "
+        "Job runs `deepfake-serve --migrate` once: the service then waits for the expected revision",
     )
     history_cache: bool = Field(
         True,

@@ -150,7 +150,27 @@ def test_every_deepfake_setting_in_the_deployment_files_exists(overlay):
     used |= set(re.findall(r"\b(DEEPFAKE_[A-Z_]+)=", (DEPLOY / "docker" / "service.Dockerfile").read_text()))
     used = {name for name in used if name.startswith("DEEPFAKE_")}
     assert len(used) >= 10 and used <= _settings_fields(), used - _settings_fields()
-    assert find(objects, "ConfigMap", "deepfake-api-settings")["data"]["DEEPFAKE_TRITON_GRPC_URL"] == "triton:8001"
+    data = find(objects, "ConfigMap", "deepfake-api-settings")["data"]
+    assert data["DEEPFAKE_TRITON_GRPC_URL"] == "dns:///triton-headless:8001"  # every Triton pod, round robin
+
+
+def test_grpc_reaches_every_triton_pod_and_a_job_migrates_once(overlay):
+    """The front's gRPC name is a headless Service over Triton's pods (one connection per pod, not one
+    pod per front); the schema is upgraded by one Job with the database Secret, not by every pod."""
+    _, objects = overlay
+    headless = find(objects, "Service", "triton-headless")["spec"]
+    assert headless["clusterIP"] == "None"
+    pod_labels = find(objects, "Deployment", "triton")["spec"]["template"]["metadata"]["labels"]
+    assert headless["selector"].items() <= pod_labels.items()
+    assert [port["port"] for port in headless["ports"]] == [8001]
+    settings = find(objects, "ConfigMap", "deepfake-api-settings")["data"]
+    assert settings["DEEPFAKE_MIGRATE_ON_START"] == "false" and settings["DEEPFAKE_TRITON_GRPC_LB"] == "round_robin"
+    job = find(objects, "Job", "deepfake-migrate")["spec"]["template"]["spec"]
+    migrate = job["containers"][0]
+    assert migrate["args"] == ["deepfake-serve", "--migrate"] and job["restartPolicy"] == "OnFailure"
+    env = {e["name"]: e for e in migrate["env"]}
+    assert env["DEEPFAKE_DATABASE_URL"]["valueFrom"] == {"secretKeyRef": {"name": "deepfake-database", "key": "url"}}
+    assert migrate["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_services_and_network_policy_select_the_right_pods(overlay):

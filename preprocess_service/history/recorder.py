@@ -16,6 +16,8 @@ import hashlib
 import json
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -26,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from model_contract.identity import ModelInfo
 from preprocess_service.errors import HistoryUnavailable
 from preprocess_service.history.models import AnalysisRecord
-from preprocess_service.history.store import HistoryStore
+from preprocess_service.history.store import HistoryStore, SchemaBehind
 from preprocess_service.logs import current_request_id
 from preprocess_service.metrics import Metrics
 from preprocess_service.pipeline import Analysis
@@ -36,6 +38,7 @@ from preprocess_service.uploads import Upload
 log = logging.getLogger("deepfake.history")
 T = TypeVar("T")
 FAILURES = (SQLAlchemyError, OSError)
+REOPEN_INTERVAL_S = 5.0
 KNOWN_IDENTITY = re.compile(r"^[0-9a-f]{64}$|^none \(untrained demo, seed \d+\)$")
 
 
@@ -65,14 +68,49 @@ def model_key(model: ModelInfo, settings: Settings) -> str | None:
 
 
 class History:
-    def __init__(self, store: HistoryStore | None, metrics: Metrics, cache: bool = True) -> None:
+    def __init__(
+        self,
+        store: HistoryStore | None,
+        metrics: Metrics,
+        cache: bool = True,
+        opener: Callable[[], HistoryStore] | None = None,
+        open_error: str | None = None,
+    ) -> None:
         self.store, self._metrics, self._cache = store, metrics, cache
         self.write_failure: str | None = None  # the last failed save, until one succeeds
+        # A configured history that could not open (database down, schema not yet migrated): tried
+        # again from /readyz, at most every REOPEN_INTERVAL_S, so a pod picks it up once it is there.
+        self._opener, self.open_error = opener, open_error
+        self._last_attempt, self._reopening = time.monotonic(), False
+
+    def _reopen_soon(self) -> None:
+        """Starts one attempt in a thread of its own: an unreachable database may take its whole
+        connect timeout, and the readiness probe that asked must answer within its own."""
+        opener = self._opener
+        if opener is None or self._reopening or time.monotonic() - self._last_attempt < REOPEN_INTERVAL_S:
+            return
+        self._reopening, self._last_attempt = True, time.monotonic()
+
+        def attempt() -> None:
+            try:
+                self.store = opener()
+            except (*FAILURES, SchemaBehind) as error:
+                self.open_error = _open_failure(error)
+            else:
+                log.info("history database available")
+                self.open_error, self._opener = None, None
+            finally:
+                self._reopening = False
+
+        threading.Thread(target=attempt, name="history-reopen", daemon=True).start()
 
     def health(self) -> dict:
-        """What /readyz says of the history: off, ok, or degraded (answers given but not stored)."""
+        """What /readyz says of the history: off, ok, or degraded (answers given but not stored: a
+        failed write, a database that could not be opened, or a schema not yet migrated)."""
         if self.store is None:
-            return {"status": "off"}
+            self._reopen_soon()
+        if self.store is None:
+            return {"status": "degraded", "error": self.open_error} if self.open_error else {"status": "off"}
         failure = self.write_failure
         if failure is None:
             try:
@@ -157,15 +195,30 @@ class History:
         return self.store
 
 
+def _open_failure(error: BaseException) -> str:
+    if isinstance(error, SchemaBehind):
+        return str(error)
+    return f"the history database cannot be opened: {type(error).__name__}"  # no URL, no password
+
+
 def open_history(settings: Settings, metrics: Metrics) -> History:
-    """Migrated and ready, or a History without a store (logged) when the database cannot be reached."""
+    """Migrated (or, where a Job migrates, checked to be at this release's revision) and ready; else a
+    History without a store that says why in /readyz (degraded) and tries again from there."""
     if not settings.history:
         return History(None, metrics, cache=False)
-    try:
+
+    def opened() -> HistoryStore:
         store = HistoryStore(settings.database_url)
-        store.migrate()
-    except FAILURES as error:
-        log.error("history database unavailable, serving without history: %r", error)
+        try:
+            store.migrate() if settings.migrate_on_start else store.require_head()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    try:
+        return History(opened(), metrics, cache=settings.history_cache)
+    except (*FAILURES, SchemaBehind) as error:
+        log.error("history unavailable, serving without it until it is: %r", error)
         metrics.history_errors.labels("open").inc()
-        return History(None, metrics, cache=False)
-    return History(store, metrics, cache=settings.history_cache)
+        return History(None, metrics, cache=settings.history_cache, opener=opened, open_error=_open_failure(error))

@@ -18,7 +18,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import ColumnElement, Engine, create_engine, delete, func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from preprocess_service.history.models import AnalysisRecord
 
@@ -62,12 +64,42 @@ class DatabaseFileGone(OSError):
     deleted inode and be lost without an error, so they are refused (and /readyz says so)."""
 
 
+# pg_advisory_lock key held while migrating (any constant; this one spells "deepfake" in ASCII).
+MIGRATION_LOCK = 0x6465_6570_6661_6B65
+
+
+class SchemaBehind(RuntimeError):
+    """The database is not at this release's revision and this process was told not to migrate it
+    (a Kubernetes Job does, once): the history waits rather than write into an old schema."""
+
+
 def migrate(url: str) -> None:
-    """Alembic's ``upgrade head``: the schema every release of the service expects."""
+    """Alembic's ``upgrade head``, once however many processes ask at the same moment.
+
+    On PostgreSQL the upgrade runs on a connection that holds a session advisory lock: a second
+    process (another replica, the migration Job) waits for the first, then finds the head revision
+    and has nothing to do. SQLite serialises writers itself (and Alembic's DDL runs in one
+    transaction there)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            locked = connection.dialect.name == "postgresql"
+            if locked:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+                connection.commit()
+            try:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                connection.commit()
+            finally:
+                if locked:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                    connection.commit()
+    finally:
+        engine.dispose()
 
 
 def _owned(owner: str | None) -> list[ColumnElement[bool]]:
@@ -87,6 +119,24 @@ class HistoryStore:
 
     def migrate(self) -> None:
         migrate(self.url)
+        self._remember_file()
+
+    def require_head(self) -> None:
+        """Raises SchemaBehind unless the database is at this release's revision (not migrating)."""
+        try:
+            revision = self.revision()
+        except SQLAlchemyError as error:  # no alembic_version table: never migrated
+            if "alembic_version" not in str(error):
+                raise
+            revision = None
+        if revision != HEAD_REVISION:
+            raise SchemaBehind(
+                f"the history database is at revision {revision or 'none'}, this release needs {HEAD_REVISION}:"
+                " run `deepfake-serve migrate` (the Kubernetes migration Job does)"
+            )
+        self._remember_file()
+
+    def _remember_file(self) -> None:
         if self._file is not None:
             stat = os.stat(self._file)
             self._identity = (stat.st_dev, stat.st_ino)

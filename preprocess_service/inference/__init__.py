@@ -19,10 +19,16 @@ def make_backend(settings: Settings) -> InferenceBackend:
             settings.runtime,
             settings.precision,
         )
+    from preprocess_service.inference.grpc_channel import channel_options
     from preprocess_service.inference.triton import TritonBackend
-    from preprocess_service.inference.triton_protocols import PROTOCOLS
+    from preprocess_service.inference.triton_protocols import GrpcProtocol, HttpProtocol, TritonProtocol
 
-    protocol = PROTOCOLS[settings.backend.removeprefix("triton-")]
+    protocol: TritonProtocol = HttpProtocol()
+    if settings.backend == "triton-grpc":
+        options = channel_options(
+            settings.triton_grpc_lb, settings.triton_grpc_attempts, settings.triton_grpc_max_reconnect_s
+        )
+        protocol = GrpcProtocol(options)
     url = settings.triton_http_url if protocol.name == "http" else settings.triton_grpc_url
     return TritonBackend(
         protocol,

@@ -11,6 +11,8 @@ import tritonclient.grpc.aio as grpc_aio
 import tritonclient.http as http_types
 import tritonclient.http.aio as http_aio
 
+from preprocess_service.inference.grpc_channel import channel_options
+
 
 class HttpProtocol:
     name = "http"
@@ -37,8 +39,11 @@ class HttpProtocol:
 class GrpcProtocol:
     name = "grpc"
 
+    def __init__(self, channel_args: list | None = None) -> None:
+        self._channel_args = channel_args if channel_args is not None else channel_options()
+
     def client(self, url: str, timeout_s: float) -> Any:
-        return grpc_aio.InferenceServerClient(url)
+        return grpc_aio.InferenceServerClient(url, channel_args=self._channel_args)
 
     def call_options(self, timeout_s: float) -> dict[str, Any]:
         return {"client_timeout": timeout_s}
@@ -57,4 +62,3 @@ class GrpcProtocol:
 
 
 TritonProtocol = HttpProtocol | GrpcProtocol
-PROTOCOLS: dict[str, TritonProtocol] = {"http": HttpProtocol(), "grpc": GrpcProtocol()}
