@@ -61,6 +61,8 @@ def parse_api_keys(configured: str) -> dict[str, ApiKey]:
             raise ValueError(f"DEEPFAKE_API_KEYS entry {key_id or entry[:8]!r} is not id:sha256-hex[:operator]")
         if flag not in ("", OPERATOR_FLAG):
             raise ValueError(f"DEEPFAKE_API_KEYS entry {key_id!r}: unknown flag {flag[:16]!r} (only 'operator')")
+        if key_id == SHARED_OWNER:  # it would own what was stored with no keys (and rows migrated to it)
+            raise ValueError(f"DEEPFAKE_API_KEYS: the key id {SHARED_OWNER!r} is reserved; choose another")
         if len(key_id) > 64:
             raise ValueError(f"DEEPFAKE_API_KEYS entry {key_id[:16]!r}…: a key id has at most 64 characters")
         keys[digest.lower()] = ApiKey(key_id, flag == OPERATOR_FLAG)

@@ -22,7 +22,7 @@ from preprocess_service.metrics import Metrics, RequestCounter
 from preprocess_service.routes import artifacts as artifact_routes
 from preprocess_service.routes import health, history, integrity, page, predict
 from preprocess_service.schemas import ErrorResponse
-from preprocess_service.security_headers import SecurityHeaders
+from preprocess_service.security_headers import SecurityHeaders, headers_for
 from preprocess_service.services import Services
 from preprocess_service.settings import Settings, get_settings
 
@@ -52,7 +52,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
-        return _error(500, "internal_error", "the service failed unexpectedly; see its log")
+        return _error(
+            500, "internal_error", "the service failed unexpectedly; see its log", headers_for(request.url.path)
+        )
 
 
 def create_app(settings: Settings | None = None, backend: InferenceBackend | None = None) -> FastAPI:

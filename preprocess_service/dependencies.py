@@ -2,7 +2,7 @@
 a route declares as a parameter (as FastAPI's full-stack template does).
 
 Callers are declared first in a route's parameters: FastAPI resolves dependencies in order, so a
-caller is authorised, within its rate and given an analysis slot before a byte of its upload is
+caller is authorized, within its rate and given an analysis slot before a byte of its upload is
 read. ``scope="function"``: the slot is released and the temporary file deleted when the route
 returns, before the answer is sent, so a client that has its answer never sees either still held.
 """
@@ -28,7 +28,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def admitted(request: Request, services: ServicesDep) -> AsyncIterator[Caller]:
-    """Authorised (where keys are required), within the caller's rate, and within the slots."""
+    """Authorized (where keys are required), within the caller's rate, and within the slots."""
     caller = services.access.admit(request)
     async with services.admission.slot():
         yield caller

@@ -2,7 +2,7 @@
 the answer, the record. The routes parse the request, call one method here and return its result.
 
 A cached answer is the owner's own (``history.cached_answer``), re-signed now with the active key;
-a fresh one is analysed, given an id, presented, signed and stored under its owner. The history is
+a fresh one is analyzed, given an id, presented, signed and stored under its owner. The history is
 written from the domain objects (the ``Analysis``, the ``Upload``); the answer is stored whole
 beside them only to be given back as it was.
 """
@@ -47,7 +47,7 @@ class Predictions:
 
     async def predict(self, caller: Caller, upload: Upload, refresh: bool, schedule: Schedule) -> PredictResponse:
         """The /predict/ answer: from the caller's own history when it has this file and model (unless
-        ``refresh``), else analysed now; display images, if kept, are written by ``schedule``."""
+        ``refresh``), else analyzed now; display images, if kept, are written by ``schedule``."""
         owner = caller.owner
         key = model_key(await self._analyzer.model_info(), self._settings)
         if not refresh and (cached := await self._history.cached_answer(owner, upload.sha256, key)) is not None:
@@ -77,6 +77,6 @@ class Predictions:
         return answer
 
     async def frame_scores(self, upload: Upload) -> FrameScores:
-        """Every sampled frame's score, always analysed afresh (the original's /predict_csv/)."""
+        """Every sampled frame's score, always analyzed afresh (the original's /predict_csv/)."""
         analysis = await self._analyzer.analyze(upload.path)
         return FrameScores(analysis, self._receipt(analysis, upload, None))

@@ -30,6 +30,13 @@ COMMON = [
 ]
 
 
+def headers_for(path: str) -> dict[str, str]:
+    """The headers an answer to ``path`` carries; also used by the handler of unexpected errors,
+    which Starlette runs outside every middleware (its 500 would otherwise go out without them)."""
+    policy = DOCS_POLICY if path.startswith(DOCS_PATHS) else PAGE_POLICY
+    return {name.decode(): value.decode() for name, value in COMMON} | {"content-security-policy": policy}
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -38,9 +45,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope.get("path", "")
-        policy = DOCS_POLICY if path.startswith(DOCS_PATHS) else PAGE_POLICY
-        added = [*COMMON, (b"content-security-policy", policy.encode())]
+        added = [(name.encode(), value.encode()) for name, value in headers_for(scope.get("path", "")).items()]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -91,7 +91,9 @@ def test_a_whole_pickled_model_gets_one_plain_line(tmp_path, capsys):
     error = _refused(tmp_path, capsys, "--checkpoint", str(tmp_path / "whole.pth"))
     assert "\x1b" not in error and "\n" not in error
     assert "a whole pickled model (classes export.architectures.LegacyDetector" in error and "not a state dict" in error
-    assert "torch.save(torch.load('model.pth', weights_only=False).state_dict(), 'checkpoint.pth')" in error
+    whole, converted = str(tmp_path / "whole.pth"), str(tmp_path / "whole.state_dict.pth")
+    # the user's own file names, not placeholders (issue 20, item 10)
+    assert f"torch.save(torch.load({whole!r}, weights_only=False).state_dict(), {converted!r})" in error
 
 
 def test_a_positional_table_of_the_wrong_width_is_refused(tmp_path, capsys):

@@ -105,13 +105,20 @@ def test_each_key_sees_only_its_own_history(tenants):
     assert again["analyzed_at"] == answer["analyzed_at"]
     stats = {name: tenants.get("/stats", headers).json()["analyses"] for name, headers in (("a", A), ("b", B))}
     assert stats == {"a": 1, "b": 1} and tenants.get("/stats", OP).json()["analyses"] == 2
+    # the operator sees everything, but its own uploads are answered from its own cache only
+    as_operator = tenants.upload(OP)
+    assert as_operator["cached"] is False and as_operator["history_id"] not in (analysis_id, as_b["history_id"])
 
 
 def test_a_caller_without_a_key_owns_nothing(tenants):
-    for path in ("/analyses", f"/analyses/{tenants.answer['history_id']}", "/stats"):
+    analysis_id = tenants.answer["history_id"]
+    for path in ("/analyses", f"/analyses/{analysis_id}", f"/analyses/{analysis_id}.csv", "/stats"):
         response = tenants.get(path, ANONYMOUS)
         assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
+        assert SECRET_NAME not in response.text
     assert tenants.delete("/analyses", ANONYMOUS, sha256=tenants.answer["sha256_hex"]).status_code == 401
+    assert tenants.delete(f"/analyses/{analysis_id}", ANONYMOUS).status_code == 401
+    assert tenants.get(f"/analyses/{analysis_id}", A).status_code == 200  # still there
     anonymous = tenants.upload(ANONYMOUS)  # may analyze (keys are not required here) ...
     assert anonymous["cached"] is False and anonymous["history_id"] is None  # ... but is never answered from a row
     assert all(frame["url"] is None for frame in anonymous["frames_for_display"])  # and keeps no images
@@ -141,11 +148,25 @@ def test_owners_erase_their_own_and_the_operator_everything(tenants):
     assert tenants.get(image, A).status_code == 404 and tenants.get(image, OP).status_code == 404  # images gone
     assert tenants.upload(A)["cached"] is False  # and the cache forgot it
 
-    tenants.upload(B)
-    assert tenants.delete("/analyses", B, sha256="0" * 64).json()["deleted"] == 0
-    assert tenants.delete("/analyses", A, sha256=sha256).json()["deleted"] == 1  # a's only
-    assert tenants.get("/stats", OP).json()["analyses"] == 1
-    assert tenants.delete("/analyses", OP, sha256=sha256).json()["deleted"] == 1  # b's, by the operator
+    # erasure by file: the caller's own analyses of it, never another's of the same bytes
+    a_again = tenants.upload(A, refresh=True)
+    a_image = a_again["cropped_faces"][0]["url"]
+    _wait_for(lambda: tenants.get(a_image, A).status_code == 200)
+    b_first = tenants.upload(B)
+    erased_by_b = tenants.delete("/analyses", B, sha256=sha256).json()
+    assert erased_by_b == {"deleted": 1, "ids": [b_first["history_id"]]}  # b's only, though a has the file too
+    assert tenants.get(f"/analyses/{a_again['history_id']}", A).status_code == 200
+    assert tenants.get(a_image, A).status_code == 200
+    erased_by_a = tenants.delete("/analyses", A, sha256=sha256).json()
+    assert erased_by_a["deleted"] == 2 and a_again["history_id"] in erased_by_a["ids"]  # both of a's analyses
+    assert tenants.get(a_image, A).status_code == 404  # its images went with it
+    assert tenants.get("/stats", OP).json()["analyses"] == 0
+
+    # the operator erases anyone's, by id and by file
+    b_second, b_third = tenants.upload(B), tenants.upload(B, refresh=True)
+    by_id = tenants.delete(f"/analyses/{b_second['history_id']}", OP)
+    assert by_id.json() == {"deleted": 1, "ids": [b_second["history_id"]]}
+    assert tenants.delete("/analyses", OP, sha256=sha256).json()["ids"] == [b_third["history_id"]]
     assert tenants.get("/stats", OP).json()["analyses"] == 0
     assert tenants.delete("/analyses", A).status_code == 422  # an erasure names a file
 
@@ -235,12 +256,16 @@ def test_retention_by_age(demo_repository, database_url, tmp_path):
     video = media.moving_face_video(tmp_path / "face.mp4", count=30)
     settings = keyed(demo_repository, database_url, tmp_path, history_retention_days=1)
     with running_service(settings) as url:
-        Tenants(url, video, {}).upload(A)
+        client = Tenants(url, video, {})
+        analysis_id = client.upload(A)["history_id"]
+        _wait_for(lambda: any(settings.artifacts_dir.rglob(f"{analysis_id}/*.jpg")))
     store = HistoryStore(database_url)
     history = History(store, Metrics())
     assert purge_once(history, settings, now=datetime.now(UTC) + timedelta(hours=23)) == 0
+    assert any(settings.artifacts_dir.rglob(f"{analysis_id}/*.jpg"))
     assert purge_once(history, settings, now=datetime.now(UTC) + timedelta(hours=25)) == 1
     assert store.page(None).total == 0
+    assert not any(settings.artifacts_dir.rglob(f"{analysis_id}*")), "the purged analysis's images stayed"
     store.close()
 
 

@@ -89,6 +89,12 @@ function formatSeconds(seconds, decimals = 2) { return `${Number(seconds.toFixed
 // Newer answers may carry the flag at the top level too; the model's own flag is always there.
 function isDemo(answer) { return answer.untrained_demo === true || answer.model.untrained_demo === true; }
 
+// `deepfake-eval --write-threshold` records the thresholds it chose on labelled videos with the
+// model; until one has, every rule's threshold is the default 0.5, and a score of 100 % is only the
+// network's own output, never checked against anything: such a verdict is marked NOT EVALUATED.
+const DEFAULT_THRESHOLD = 0.5;
+function isEvaluated(answer) { return Object.values(answer.verdicts).some((v) => v.threshold !== DEFAULT_THRESHOLD); }
+
 function showVerdict(answer) {
   const demo = isDemo(answer);
   $("demo-banner").hidden = !demo;
@@ -96,10 +102,14 @@ function showVerdict(answer) {
   verdict.textContent = labelInWords(answer.result);
   // Random weights decide nothing: their verdict gets a grey DEMO badge, never the green or red
   // of an answer one could act on.
-  verdict.className = demo ? "verdict demo" : `verdict ${answer.result}`;
+  // A real checkpoint not yet evaluated: its colour as an outline only, beside the NOT EVALUATED tag.
+  const uncalibrated = !demo && !isEvaluated(answer);
+  verdict.className = demo ? "verdict demo" : `verdict ${answer.result}${uncalibrated ? " uncalibrated" : ""}`;
   $("demo-verdict").hidden = !demo;
-  $("confidence").textContent = `${answer.confidence.toFixed(1)} % (${answer.verdict_rule} rule)`;
-  $("confidence").classList.toggle("muted", demo);
+  $("uncalibrated").hidden = !uncalibrated;
+  // The winning class's probability as the model gives it: its own score, not a measured accuracy.
+  $("confidence").textContent = `model's own score ${answer.confidence.toFixed(1)} % (${answer.verdict_rule} rule)`;
+  $("confidence").classList.toggle("muted", demo || uncalibrated);
 }
 
 function render(answer, file) {

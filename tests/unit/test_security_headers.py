@@ -122,3 +122,24 @@ def test_lifespan_and_other_scopes_pass_through() -> None:
 
     asyncio.run(SecurityHeaders(inner)({"type": "lifespan"}, receive, send))
     assert seen == ["lifespan"]
+
+
+def test_an_unexpected_error_answers_500_with_the_headers_too(tmp_path):
+    """Starlette runs the handler of unexpected errors outside every middleware: without headers_for
+    the one answer that most needs care (a 500) went out with no CSP, nosniff or framing rule."""
+    from starlette.testclient import TestClient
+
+    from preprocess_service.app import create_app
+    from preprocess_service.settings import Settings
+    from testing.fake_backend import FakeBackend
+
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app = create_app(Settings(keys_dir=tmp_path / "keys", history=False), backend=FakeBackend())
+    app.add_api_route("/boom", boom)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    assert response.headers["content-security-policy"] == PAGE_POLICY
+    assert response.headers["x-content-type-options"] == "nosniff" and response.headers["x-frame-options"] == "DENY"
