@@ -150,7 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument(
         "--checkpoint",
         metavar="HEX",
-        help="only this model's: its whole checkpoint SHA-256 (an answer's model.checkpoint_sha256; history --json)",
+        help="only this model's: its checkpoint SHA-256 or a prefix of it, e.g. the 12 characters the model "
+        "column shows (an answer's model.checkpoint_sha256)",
     )
     history.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="only answers at this precision")
     history.add_argument("--page", type=int, default=1)

@@ -19,8 +19,12 @@ from preprocess_service.settings import Settings
 
 def running_service(settings: Settings, startup_timeout_s: float = 60.0):
     """Yields the base URL; the server is stopped (lifespan shutdown included) on exit. The same
-    in-process server deepfake-eval starts (evaluation/local_service.py)."""
-    return local_service(settings, startup_timeout_s)
+    in-process server deepfake-eval starts (evaluation/local_service.py), without its native log
+    filter: pytest captures descriptor 2 and swaps it around every test, which would cut the filter's
+    pipe off at the first swap and leave pytest's capture file as descriptor 2 at exit. What the
+    filter drops is tested on ``deepfake-serve`` (tests/test_logs.py) and in
+    tests/unit/test_native_logs.py."""
+    return local_service(settings, startup_timeout_s, native_log_filter=False)
 
 
 def post_file(

@@ -121,7 +121,7 @@ def face_gap_video(tmp_path_factory):
 
 
 def open_result(service, browser, video):
-    """A page that has analysed ``video``, and the list its CSP refusals go to (must stay empty)."""
+    """A page that has analyzed ``video``, and the list its CSP refusals go to (must stay empty)."""
     page = browser.new_page(viewport={"width": 1100, "height": 1600})
     refused: list[str] = []
     page.on(
@@ -171,8 +171,44 @@ def test_a_demo_verdict_is_badged_as_demo_not_as_a_verdict(service, browser, fac
     expect(page.locator("#demo-verdict")).to_be_visible()
     expect(page.locator(".verdict-line")).to_contain_text("DEMO")
     expect(page.locator(".verdict-line")).to_contain_text("untrained demo model — meaningless")
+    expect(page.locator("#uncalibrated")).to_be_hidden()  # DEMO says it all
     expect(page.locator("#recent tbody tr").first).to_contain_text("demo", timeout=30_000)
     assert refused == []
+    page.close()
+
+
+@pytest.mark.parametrize(("thresholds", "evaluated"), [((0.5, 0.5), False), ((0.4213, 0.4987), True)])
+def test_a_checkpoints_verdict_says_whether_an_evaluation_set_its_threshold(
+    service, browser, face_gap_video, thresholds, evaluated
+):
+    """A real checkpoint's answer (the demo's, with its flags cleared on the way): its confidence is
+    the model's own score, and while every threshold is the default 0.5 (no ``deepfake-eval
+    --write-threshold``) the verdict is outlined, not filled, and tagged NOT EVALUATED. Before, a
+    random checkpoint showed a filled "REAL 100.0 %" as if measured."""
+
+    def as_a_real_checkpoint(route) -> None:
+        answer = route.fetch().json()
+        answer["untrained_demo"] = answer["model"]["untrained_demo"] = False
+        for verdict, threshold in zip(answer["verdicts"].values(), thresholds, strict=True):
+            verdict["threshold"] = threshold
+        route.fulfill(json=answer)
+
+    page = browser.new_page(viewport={"width": 1100, "height": 1600})
+    page.route("**/predict/", as_a_real_checkpoint)
+    page.goto(service + "/")
+    page.set_input_files("#file", str(face_gap_video))
+    page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+    classes = set(page.locator("#verdict").get_attribute("class").split())
+    assert "demo" not in classes and len({"REAL", "FAKE"} & classes) == 1
+    expect(page.locator("#demo-verdict")).to_be_hidden()
+    expect(page.locator("#confidence")).to_contain_text("model's own score")
+    if evaluated:
+        assert "uncalibrated" not in classes
+        expect(page.locator("#uncalibrated")).to_be_hidden()
+    else:
+        assert "uncalibrated" in classes
+        expect(page.locator("#uncalibrated")).to_be_visible()
+        expect(page.locator("#uncalibrated")).to_contain_text("NOT EVALUATED")
     page.close()
 
 

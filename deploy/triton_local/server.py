@@ -3,26 +3,65 @@
 A wrong Python stub leaves Triton "loading" forever with no error, so readiness is always waited
 for with a deadline, and the server's log is shown when it does not come.
 
+In the foreground (``make triton``) Triton's output passes through ``shown_line`` on its way to the
+terminal: on a host without a CUDA driver Triton always prints the error line
+``E... server.cc:241] "CudaDriverHelper has not been initialized."`` although nothing failed (the
+CPU configuration needs no driver), so that one line is replaced by a plain note; every other line
+is passed through unchanged. ``DEEPFAKE_THIRD_PARTY_LOGS=true`` (the service's setting for native
+log noise) shows the output unfiltered. ``start_triton`` without a filter, as the tests and
+benchmarks call it, writes the output to its log file as it is.
+
     python -m deploy.triton_local.server [--repository model_repository] [--http-port 8000] ...
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
+
+from pydantic import TypeAdapter, ValidationError
 
 from deploy.ports import free_port, port_is_free
 from deploy.triton_local.prepare import Tools, prepare
 
 READY_TIMEOUT_S = 180.0
+
+# glog's prefix (severity and date, time, thread id, file:line]), then the message; Triton 2.51
+# quotes its messages, older releases did not.
+NO_CUDA_DRIVER = re.compile(rb'^E\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "?CudaDriverHelper has not been initialized\."?\s*$')
+NO_CUDA_DRIVER_NOTE = (
+    b'note: no CUDA driver on this host, so Triton runs CPU-only (its "CudaDriverHelper has not been'
+    b' initialized" line is expected here, not a failure; DEEPFAKE_THIRD_PARTY_LOGS=true shows it)\n'
+)
+LineFilter = Callable[[bytes], bytes]
+
+
+def shown_line(line: bytes) -> bytes:
+    """One line of Triton's output as the terminal shows it: unchanged, except the CUDA driver error
+    line every CPU host gets, which becomes ``NO_CUDA_DRIVER_NOTE``."""
+    return NO_CUDA_DRIVER_NOTE if NO_CUDA_DRIVER.match(line) else line
+
+
+def third_party_logs() -> bool:
+    """``DEEPFAKE_THIRD_PARTY_LOGS``, read as the service's settings read it (true/false, 1/0, yes/no…)."""
+    value = os.environ.get("DEEPFAKE_THIRD_PARTY_LOGS", "false")
+    try:
+        return TypeAdapter(bool).validate_python(value)
+    except ValidationError:
+        sys.exit(f"DEEPFAKE_THIRD_PARTY_LOGS={value!r} is neither true nor false")
 
 
 class TritonStartError(RuntimeError):
@@ -31,6 +70,31 @@ class TritonStartError(RuntimeError):
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _forward(output: IO[bytes], log_path: Path, line_filter: LineFilter) -> None:
+    with output, log_path.open("ab", buffering=0) as log:
+        for line in output:
+            try:
+                log.write(line_filter(line))
+            except OSError:  # the terminal went away: keep reading, so Triton never blocks on a full pipe
+                pass
+
+
+def _spawn(
+    command: list[str], log_path: Path, environment: dict[str, str], line_filter: LineFilter | None
+) -> tuple[subprocess.Popen, threading.Thread | None]:
+    """Triton with its output appended to ``log_path``: as it is (the child keeps its own
+    descriptor), or line by line through ``line_filter`` (a thread forwards it)."""
+    if line_filter is None:
+        with log_path.open("ab") as log:
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment), None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment)
+    forwarder = threading.Thread(
+        target=_forward, args=(process.stdout, log_path, line_filter), name="triton-output", daemon=True
+    )
+    forwarder.start()
+    return process, forwarder
 
 
 @dataclass
@@ -43,6 +107,8 @@ class TritonServer:
     repository: Path
     tools: Tools
     command: list[str] = field(default_factory=list)
+    line_filter: LineFilter | None = None
+    forwarder: threading.Thread | None = None
 
     @property
     def http_url(self) -> str:
@@ -57,6 +123,8 @@ class TritonServer:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.is_file():  # the terminal (make triton): the output is above already
+            return "(Triton's output is shown above)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def is_ready(self) -> bool:
@@ -86,14 +154,13 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.forwarder is not None:  # Triton's last lines reach the terminal before we exit
+            self.forwarder.join(timeout=5)
 
     def restart(self) -> None:
         """Same ports and repository, a new process (for fault tests)."""
         self.stop()
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.tools.environment()
-            )
+        self.process, self.forwarder = _spawn(self.command, self.log_path, self.tools.environment(), self.line_filter)
         self.wait_ready()
 
 
@@ -107,7 +174,10 @@ def start_triton(
     log_path: Path | None = None,
     extra_args: list[str] | None = None,
     wait: bool = True,
+    line_filter: LineFilter | None = None,
 ) -> TritonServer:
+    """``line_filter``: each line of Triton's output passes through it on its way to ``log_path``
+    (``shown_line`` in the foreground); without one the output is written as it is."""
     tools = tools or prepare()
     ports = [http_port or free_port(), grpc_port or free_port(), metrics_port or free_port()]
     log_path = log_path or Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
@@ -126,9 +196,19 @@ def start_triton(
         "--disable-auto-complete-config",
         *(extra_args or []),
     ]
-    with log_path.open("ab") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=tools.environment())
-    server = TritonServer(process, *ports, log_path=log_path, repository=Path(repository), tools=tools, command=command)
+    process, forwarder = _spawn(command, log_path, tools.environment(), line_filter)
+    server = TritonServer(
+        process,
+        http_port=ports[0],
+        grpc_port=ports[1],
+        metrics_port=ports[2],
+        log_path=log_path,
+        repository=Path(repository),
+        tools=tools,
+        command=command,
+        line_filter=line_filter,
+        forwarder=forwarder,
+    )
     if wait:
         server.wait_ready()
     return server
@@ -150,6 +230,7 @@ def main() -> None:
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         log_path=Path("/dev/stdout"),
+        line_filter=None if third_party_logs() else shown_line,
     )
     # SIGTERM (make, a process manager, CI) stops the server too, never leaving it on the ports.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -160,7 +241,8 @@ def main() -> None:
     try:
         server.process.wait()
     except KeyboardInterrupt:
-        server.stop()
+        pass
+    server.stop()  # stops it if Ctrl-C came; either way its last lines are shown first
     sys.exit(server.process.returncode or 0)
 
 

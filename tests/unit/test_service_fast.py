@@ -135,3 +135,30 @@ def test_mpeg_ts_recordings_are_analyzed(client, tmp_path, video, name, options)
     answer = upload(client, path.read_bytes())
     assert answer.status_code == 200, answer.text
     assert answer.json()["frames_analyzed"] == 30 and answer.json()["metadata"]["format"] == "mpegts"
+
+
+def test_the_history_csv_is_the_csv_the_analysis_gave(client, video):
+    """The presenter makes the CSV from a live analysis and from a stored answer: the same file."""
+    answer = upload(client, video).json()
+    live = upload(client, video, "/predict_csv/?format=csv").text
+    stored = client.get(f"/analyses/{answer['history_id']}.csv", headers={"X-API-Key": KEYS["a"]})
+    assert stored.status_code == 200 and stored.headers["content-type"].startswith("text/csv")
+    assert stored.text == live and live.count("\n") == 31  # header + 30 frames
+
+
+def test_the_history_lists_one_models_analyses_by_checkpoint_prefix_and_precision(client, video):
+    """``GET /analyses?checkpoint_sha256=<prefix>&precision=fp32``: the 12 hex digits a listing shows
+    find the model's rows, another model's prefix or precision finds none."""
+    upload(client, video)
+    headers = {"X-API-Key": KEYS["a"]}
+
+    def listed(**filters: str) -> list[dict]:
+        response = client.get("/analyses", params=filters, headers=headers)
+        assert response.status_code == 200, response.text
+        return response.json()["items"]
+
+    (row,) = listed(checkpoint_sha256=CHECKPOINT[:12], precision="fp32")
+    assert row["checkpoint_sha256"] == CHECKPOINT and row["precision"] == "fp32"
+    assert len(listed(checkpoint_sha256=CHECKPOINT)) == 1  # the whole hash too
+    assert listed(checkpoint_sha256="0" * 12, precision="fp32") == []
+    assert listed(checkpoint_sha256=CHECKPOINT[:12], precision="int8") == []
