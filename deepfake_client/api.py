@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwk, jws
 from joserfc.errors import JoseError
 
+from deepfake_client.retry import RetryPolicy, send_with_retry, send_with_retry_async
 from model_contract.receipts import MALFORMED, receipt_claims, receipt_header
 from model_contract.receipts import frames_digest as scores_digest
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-BUSY_RETRIES = 5
 
 
 class ServiceError(Exception):
@@ -193,10 +193,13 @@ class DeepfakeClient:
         api_key: str | None = None,
         timeout_s: float = 300.0,
         transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         """``transport`` replaces the network under the one-file calls (an ``httpx.MockTransport`` in
-        tests); ``predict_many`` always opens its own connections."""
+        tests); ``predict_many`` always opens its own connections. ``retry``: how predictions answered
+        429 or 503 are asked again (``deepfake_client.retry``)."""
         self.url = url.rstrip("/")
+        self.retry = retry
         self._headers = {"X-API-Key": api_key} if api_key else {}
         self._timeout = httpx.Timeout(timeout_s, connect=10)
         self._http = httpx.Client(headers=self._headers, timeout=self._timeout, transport=transport)
@@ -215,23 +218,29 @@ class DeepfakeClient:
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
-                raise ServiceError(response.status_code, error["code"], error["message"])
+                raise ServiceError(response.status_code, error["code"], error.get("message", ""))
             except (ValueError, KeyError, TypeError):
                 raise ServiceError(response.status_code, f"http_{response.status_code}", response.text[:200]) from None
         return response
 
-    def _post_file(self, route: str, path: Path, fields: dict | None = None, **params: Any) -> httpx.Response:
+    def _post_file(
+        self, route: str, path: Path, fields: dict | None = None, retry: bool = False, **params: Any
+    ) -> httpx.Response:
         path = Path(path)
-        with path.open("rb") as stream:
-            return self._answer(
-                self._http.post(self.url + route, files={"file": (path.name, stream)}, data=fields, params=params)
-            )
+
+        def send() -> httpx.Response:
+            with path.open("rb") as stream:  # opened per attempt: a retry sends the whole file again
+                return self._http.post(
+                    self.url + route, files={"file": (path.name, stream)}, data=fields, params=params
+                )
+
+        return self._answer(send_with_retry(send, self.retry) if retry else send())
 
     def predict(self, path: Path, refresh: bool = False) -> dict:
-        return self._post_file("/predict/", path, refresh=int(refresh)).json()
+        return self._post_file("/predict/", path, retry=True, refresh=int(refresh)).json()
 
     def csv(self, path: Path) -> str:
-        return self._post_file("/predict_csv/", path, format="csv").text
+        return self._post_file("/predict_csv/", path, retry=True, format="csv").text
 
     def sign(self, path: Path) -> dict:
         return self._post_file("/integrity/sign", path).json()
@@ -271,9 +280,26 @@ class DeepfakeClient:
         refresh: bool = False,
         on_done: Callable[[Path, dict | ServiceError], None] = lambda path, result: None,
     ) -> dict[Path, dict | ServiceError]:
-        """Several files at once (asyncio, one connection pool); 503 busy answers are retried after
-        their Retry-After. Each file's answer or error, by path."""
+        """Several files at once (asyncio, one connection pool); 429 and 503 answers are asked again
+        after their Retry-After (``retry``). Each file's answer or error, by path."""
         return asyncio.run(self._predict_many(paths, concurrency, refresh, on_done))
+
+    def async_session(self, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+        """A connection pool for ``predict_async`` with this client's key and timeouts (close it:
+        ``async with``). ``transport``: an ``httpx.MockTransport`` in tests."""
+        return httpx.AsyncClient(headers=self._headers, timeout=self._timeout, transport=transport)
+
+    async def predict_async(self, session: httpx.AsyncClient, name: str, content: bytes, refresh: bool = False) -> dict:
+        """``predict`` of a file already read, over ``session`` (``async_session``), 429 and 503
+        retried. Raises ``ServiceError`` for a refusal and ``httpx.HTTPError`` where the service
+        cannot be reached."""
+        response = await send_with_retry_async(
+            lambda: session.post(
+                self.url + "/predict/", files={"file": (name, content)}, params={"refresh": int(refresh)}
+            ),
+            self.retry,
+        )
+        return self._answer(response).json()
 
     async def _predict_many(self, paths, concurrency, refresh, on_done) -> dict[Path, dict | ServiceError]:
         results: dict[Path, dict | ServiceError] = {}
@@ -281,30 +307,22 @@ class DeepfakeClient:
         for path in paths:
             queue.put_nowait(Path(path))
 
-        async def one(client: httpx.AsyncClient, path: Path) -> dict | ServiceError:
+        async def one(session: httpx.AsyncClient, path: Path) -> dict | ServiceError:
             content = await asyncio.to_thread(path.read_bytes)
-            for attempt in range(BUSY_RETRIES + 1):
-                response = await client.post(
-                    self.url + "/predict/", files={"file": (path.name, content)}, params={"refresh": int(refresh)}
-                )
-                if response.status_code == 503 and attempt < BUSY_RETRIES:
-                    await asyncio.sleep(float(response.headers.get("Retry-After", "2")))
-                    continue
-                try:
-                    return self._answer(response).json()
-                except ServiceError as error:
-                    return error
-            raise AssertionError("unreachable")
+            try:
+                return await self.predict_async(session, path.name, content, refresh)
+            except ServiceError as error:
+                return error
 
-        async def worker(client: httpx.AsyncClient) -> None:
+        async def worker(session: httpx.AsyncClient) -> None:
             while not queue.empty():
                 path = queue.get_nowait()
                 try:
-                    results[path] = await one(client, path)
+                    results[path] = await one(session, path)
                 except (OSError, httpx.HTTPError) as error:
                     results[path] = ServiceError(0, "unreachable", str(error) or type(error).__name__)
                 on_done(path, results[path])
 
-        async with httpx.AsyncClient(headers=self._headers, timeout=self._timeout) as client:
-            await asyncio.gather(*(worker(client) for _ in range(max(1, concurrency))))
+        async with self.async_session() as session:
+            await asyncio.gather(*(worker(session) for _ in range(max(1, concurrency))))
         return {Path(path): results[Path(path)] for path in paths}

@@ -8,6 +8,9 @@ Every video is analyzed afresh (``?refresh=1``) unless the caller asks for the h
 answers a file it has seen from its history, with the times of that first analysis, and an
 evaluation that took those for measurements would report times nobody measured. Each row says
 whether its answer was cached, so the summary can leave cached answers out of the timings.
+
+The calls go through ``DeepfakeClient`` (``predict_async``), so an evaluation waits out a busy or
+rate-limited service (429/503 + Retry-After) by the client's one policy, ``deepfake_client.retry``.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from pathlib import Path
 
 import httpx
 
+from deepfake_client.api import DeepfakeClient, ServiceError
 from evaluation.dataset import LabelledVideo
 from model_contract.identity import RULES
 
 __all__ = ["RULES", "ResultRow", "analyze_all", "read_rows"]  # RULES: what the report, summary and compare use
-RETRIES_WHEN_BUSY = 5  # 503 + Retry-After: the service is full or its model server restarting
 
 
 @dataclass
@@ -133,30 +136,23 @@ def row_from_answer(video: LabelledVideo, answer: dict) -> ResultRow:
     )
 
 
-async def analyze_one(client: httpx.AsyncClient, url: str, video: LabelledVideo, refresh: bool = True) -> ResultRow:
+async def analyze_one(
+    client: DeepfakeClient, session: httpx.AsyncClient, video: LabelledVideo, refresh: bool = True
+) -> ResultRow:
     """One video's row. ``refresh`` asks the service to analyze it now even if its history has the
-    file (so the row's times are measured); without it a cached answer may come back."""
-    params = {"refresh": "1"} if refresh else {}
+    file (so the row's times are measured); without it a cached answer may come back. A refusal is
+    a row with the service's error code (``http_NNN`` where the answer names none)."""
     try:
         content = await asyncio.to_thread(video.path.read_bytes)
     except OSError as error:
         return ResultRow(video.key, video.label, error=f"unreadable_file: {error.strerror}")
-    for attempt in range(RETRIES_WHEN_BUSY + 1):
-        try:
-            response = await client.post(url + "/predict/", params=params, files={"file": (video.path.name, content)})
-        except httpx.HTTPError as error:
-            return ResultRow(video.key, video.label, error=f"unreachable: {type(error).__name__}")
-        if response.status_code == 503 and attempt < RETRIES_WHEN_BUSY:
-            await asyncio.sleep(float(response.headers.get("Retry-After", "2")))
-            continue
-        break
-    if response.status_code != 200:
-        try:
-            code = response.json()["error"]["code"]
-        except (ValueError, KeyError, TypeError):
-            code = f"http_{response.status_code}"
-        return ResultRow(video.key, video.label, error=code)
-    return row_from_answer(video, response.json())
+    try:
+        answer = await client.predict_async(session, video.path.name, content, refresh)
+    except httpx.HTTPError as error:
+        return ResultRow(video.key, video.label, error=f"unreachable: {type(error).__name__}")
+    except ServiceError as error:
+        return ResultRow(video.key, video.label, error=error.code)
+    return row_from_answer(video, answer)
 
 
 async def analyze_all(
@@ -178,21 +174,22 @@ async def analyze_all(
         queue.put_nowait(video)
     new_file = not results_csv.is_file()
     results_csv.parent.mkdir(parents=True, exist_ok=True)
-    headers = {"X-API-Key": api_key} if api_key else {}
+    client = DeepfakeClient(url, api_key, timeout_s=300)
     with results_csv.open("a", newline="") as stream:
         writer = csv.DictWriter(stream, COLUMNS)
         if new_file:
             writer.writeheader()
 
-        async def worker(client: httpx.AsyncClient) -> None:
+        async def worker(session: httpx.AsyncClient) -> None:
             while not queue.empty():
-                row = await analyze_one(client, url, queue.get_nowait(), refresh)
+                row = await analyze_one(client, session, queue.get_nowait(), refresh)
                 writer.writerow(_csv_values(row))
                 stream.flush()  # each row is kept even if the run is cut off
                 done[row.video] = row
                 on_row(row)
 
-        async with httpx.AsyncClient(timeout=httpx.Timeout(300, connect=10), headers=headers) as client:
-            await asyncio.gather(*(worker(client) for _ in range(max(1, concurrency))))
+        with client:  # its own (synchronous) pool is not used here, only closed
+            async with client.async_session() as session:
+                await asyncio.gather(*(worker(session) for _ in range(max(1, concurrency))))
     order = {video.key: index for index, video in enumerate(videos)}
     return sorted((row for key, row in done.items() if key in order), key=lambda row: order[row.video])
