@@ -3,8 +3,8 @@
     deepfake-client predict a.mp4 b.mov videos/ [--json] [--concurrency 4] [--refresh]
                             [--save-receipts DIR] [--all-files]
     deepfake-client csv a.mp4 [--out a.csv]
-    deepfake-client sign a.mp4
-    deepfake-client verify a.mp4 SIGNATURE_BASE64
+    deepfake-client sign a.mp4 [--out a.attestation.jws]
+    deepfake-client verify a.mp4 ATTESTATION [--offline] [--public-key key.pem]   (or a deprecated SIGNATURE_BASE64)
     deepfake-client receipt verify a.mp4 RECEIPT [--answer ANSWER] [--public-key key.pem]
     deepfake-client keys save [--out FILE]
     deepfake-client history [--verdict FAKE] [--sha256 HEX] [--checkpoint HEX] [--precision fp32]
@@ -33,6 +33,7 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from rich.console import Console
@@ -42,11 +43,15 @@ from rich.text import Text
 
 from deepfake_client.api import (
     DEFAULT_URL,
+    AttestationCheck,
     DeepfakeClient,
     KeyStoreError,
+    ReceiptCheck,
     ServiceError,
+    check_attestation,
     check_receipt,
     default_key_store,
+    is_attestation,
     pin_keys,
     public_key_id,
     read_key_store,
@@ -71,6 +76,9 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".ts", ".m2ts
 PATH_SUFFIXES = (".json", ".jws", ".txt")  # what a receipt argument that is a path ends with, if not a file
 HEX = re.compile(r"[0-9a-fA-F]{13,}")
 SHOWN_NAMES = 10  # a note lists at most this many file names, then "and N more"
+
+
+Check = TypeVar("Check", ReceiptCheck, AttestationCheck)
 
 
 class InputProblem(Exception):
@@ -115,11 +123,21 @@ def _parser() -> argparse.ArgumentParser:
     csv_command = commands.add_parser("csv", help="per-frame scores as CSV")
     csv_command.add_argument("file", type=Path)
     csv_command.add_argument("--out", type=Path, help="write here instead of standard output")
-    sign = commands.add_parser("sign", help="a timestamped attestation of the file's SHA-256")
+    sign = commands.add_parser("sign", help="a timestamped attestation of the file's SHA-256 (a JWS)")
     sign.add_argument("file", type=Path)
-    verify = commands.add_parser("verify", help="check a signature against the file")
+    sign.add_argument("--out", type=Path, help="also write the attestation here (e.g. NAME.attestation.jws)")
+    verify = commands.add_parser("verify", parents=[keys_option], help="check an attestation against the file")
     verify.add_argument("file", type=Path)
-    verify.add_argument("signature")
+    verify.add_argument(
+        "signature",
+        help="the attestation sign gave, (@)path to a file holding it (sign --out's), or a deprecated signature_base64",
+    )
+    verify.add_argument(
+        "--offline", action="store_true", help="check an attestation here with the pinned keys, not by the service"
+    )
+    verify.add_argument(
+        "--public-key", type=Path, action="append", help="PEM file(s) instead of the pinned keys (implies --offline)"
+    )
     receipt = commands.add_parser("receipt", help="analysis receipts")
     receipt_commands = receipt.add_subparsers(dest="receipt_command", required=True)
     check = receipt_commands.add_parser(
@@ -390,28 +408,68 @@ def _read_public_keys(paths: list[Path]) -> dict[str, str]:
     return keys
 
 
-def _receipt_verify(client: DeepfakeClient, args: argparse.Namespace) -> int:
-    token, frames = _read_receipt(args.receipt, args.file)
-    if args.answer:
-        frames = _read_frames(args.answer, args.file)
-    store = None
+def _checking_keys(client: DeepfakeClient, args: argparse.Namespace) -> tuple[dict[str, str], Path | None]:
+    """The keys an offline check uses, and the key store they came from (None: given as PEM files)."""
     if args.public_key:
-        keys = _read_public_keys(args.public_key)
-    elif keys := read_key_store(store := _key_store(args)):
-        pass  # offline: the keys pinned on first use
-    else:
-        keys = client.public_keys()
-        _note(
-            f"no public keys pinned in {store}: checked with the keys fetched from {client.url} just now "
-            "(not pinned; deepfake-client keys save pins them)"
-        )
-    result = check_receipt(token, keys, args.file, frames)
+        return _read_public_keys(args.public_key), None
+    store = _key_store(args)
+    if keys := read_key_store(store):
+        return keys, store  # offline: the keys pinned on first use
+    keys = client.public_keys()  # before the note: where the service does not answer, one error line alone
+    _note(
+        f"no public keys pinned in {store}: checked with the keys fetched from {client.url} just now "
+        "(not pinned; deepfake-client keys save pins them)"
+    )
+    return keys, store
+
+
+def _unpinned_error(result: Check, keys: dict[str, str], store: Path | None) -> Check:
+    """Where a token names a key that is not pinned, the verdict says how to pin it."""
     if store is not None and keys and not result.valid and result.key_id is not None and result.key_id not in keys:
-        result = replace(
+        return replace(
             result,
             error=f"signed by key {result.key_id}, which is not pinned in {store} "
             "(deepfake-client keys save pins the service's current keys, if you trust them)",
         )
+    return result
+
+
+def _receipt_verify(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    token, frames = _read_receipt(args.receipt, args.file)
+    if args.answer:
+        frames = _read_frames(args.answer, args.file)
+    keys, store = _checking_keys(client, args)
+    result = _unpinned_error(check_receipt(token, keys, args.file, frames), keys, store)
+    print(json.dumps({"valid": result.valid, "key_id": result.key_id, "error": result.error, "claims": result.claims}))
+    return 0 if result.valid else 1
+
+
+def _sign(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    answer = client.sign(args.file)
+    if args.out:
+        args.out.write_text(answer["attestation"] + "\n")
+        _note(f"wrote the attestation of {args.file.name} to {args.out}")
+    print(json.dumps(answer, indent=2))
+    return 0
+
+
+def _verify(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    """By the service (an attestation or a deprecated signature), or offline (an attestation only)."""
+    signature = args.signature
+    if signature.startswith("@") or os.path.isfile(signature):  # no token is the name of a file
+        path = Path(signature.removeprefix("@"))
+        try:
+            signature = path.read_text().strip()
+        except UnicodeDecodeError as error:
+            raise InputProblem(f"{path} is not a text file holding an attestation") from error
+    if not (args.offline or args.public_key):
+        answer = client.verify(args.file, signature)
+        print(json.dumps(answer, indent=2))
+        return 0 if answer["valid"] else 1
+    if not is_attestation(signature):
+        raise InputProblem("only an attestation (a JWS) checks offline; a signature_base64 needs the service")
+    keys, store = _checking_keys(client, args)
+    result = _unpinned_error(check_attestation("".join(signature.split()), keys, args.file), keys, store)
     print(json.dumps({"valid": result.valid, "key_id": result.key_id, "error": result.error, "claims": result.claims}))
     return 0 if result.valid else 1
 
@@ -474,12 +532,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "csv":
                 return _csv(client, args)
             if args.command == "sign":
-                print(json.dumps(client.sign(args.file), indent=2))
-                return 0
+                return _sign(client, args)
             if args.command == "verify":
-                answer = client.verify(args.file, args.signature)
-                print(json.dumps(answer, indent=2))
-                return 0 if answer["valid"] else 1
+                return _verify(client, args)
             if args.command == "receipt":
                 return _receipt_verify(client, args)
             if args.command == "keys":

@@ -1,8 +1,9 @@
-"""The service's routes as Python calls (httpx), plus offline receipt checking (joserfc) and the key
-store that pins the service's public keys on first use.
+"""The service's routes as Python calls (httpx), plus offline receipt and attestation checking
+(joserfc) and the key store that pins the service's public keys on first use.
 
-Needs nothing of the service's own code: receipts are checked with the public keys alone, as a
-third party would (their format, shared with the service, is ``model_contract.receipts``).
+Needs nothing of the service's own code: receipts and attestations are checked with the public keys
+alone, as a third party would (their formats, shared with the service, are ``model_contract.receipts``
+and ``model_contract.attestations``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from joserfc import jwk, jws
 from joserfc.errors import JoseError
 
 from deepfake_client.retry import RetryPolicy, send_with_retry, send_with_retry_async
+from model_contract.attestations import attestation_claims, attestation_header, attestation_mismatch
 from model_contract.receipts import MALFORMED, receipt_claims, receipt_header
 from model_contract.receipts import frames_digest as scores_digest
 
@@ -43,6 +45,14 @@ class ServiceError(Exception):
 class ReceiptCheck:
     valid: bool
     claims: dict | None
+    key_id: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AttestationCheck:
+    valid: bool
+    claims: dict | None  # sha256, size, iat (the signing time), once the signature holds
     key_id: str | None
     error: str | None = None
 
@@ -126,6 +136,11 @@ def _key_id_or_none(pem: str) -> str | None:
         return None
 
 
+def is_attestation(signature: str) -> bool:
+    """A compact JWS (an attestation) rather than base64 (an envelope or bare signature): it has dots."""
+    return "." in signature
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as stream:
@@ -153,17 +168,9 @@ def check_receipt(
     key_id = header.get("kid")
     if not isinstance(key_id, str):
         return ReceiptCheck(False, None, None, "the receipt's header names no key id (kid must be a string)")
-    pem = public_keys.get(key_id)
-    if pem is None:
-        return ReceiptCheck(False, None, key_id, "signed by a key not among the given public keys")
-    try:
-        key = jwk.RSAKey.import_key(pem)
-    except (JoseError, *MALFORMED):
-        return ReceiptCheck(False, None, key_id, "the public key given for this key id is not an RSA key")
-    try:
-        payload = jws.deserialize_compact(token, key, algorithms=["RS256"]).payload
-    except (JoseError, *MALFORMED):
-        return ReceiptCheck(False, None, key_id, "the signature does not match the receipt's contents")
+    payload, error = _signed_payload(token, public_keys, key_id, "receipt")
+    if payload is None:
+        return ReceiptCheck(False, None, key_id, error)
     claims, problem = receipt_claims(payload)
     if claims is None:
         return ReceiptCheck(False, None, key_id, f"signed, but not a well-formed receipt: {problem}")
@@ -176,6 +183,38 @@ def check_receipt(
         if claims.get("frames_digest") != digest:
             return ReceiptCheck(False, claims, key_id, "the per-frame scores differ from the receipt's")
     return ReceiptCheck(True, claims, key_id)
+
+
+def check_attestation(token: str, public_keys: dict[str, str], file: Path) -> AttestationCheck:
+    """Offline, as ``check_receipt``: the signature under the key its ``kid`` names, then the file's
+    SHA-256 and size. Whatever the token holds, the answer is an ``AttestationCheck``, never an exception."""
+    header, error = attestation_header(token)
+    if header is None:
+        return AttestationCheck(False, None, None, error)
+    key_id = header["kid"]
+    payload, error = _signed_payload(token, public_keys, key_id, "attestation")
+    if payload is None:
+        return AttestationCheck(False, None, key_id, error)
+    claims, problem = attestation_claims(payload)
+    if claims is None:
+        return AttestationCheck(False, None, key_id, f"signed, but not a well-formed attestation: {problem}")
+    mismatch = attestation_mismatch(claims, sha256_of(file), Path(file).stat().st_size)
+    return AttestationCheck(mismatch is None, claims, key_id, mismatch)
+
+
+def _signed_payload(token: str, public_keys: dict[str, str], key_id: str, what: str) -> tuple[bytes | None, str | None]:
+    """(payload, None) where the key pinned as ``key_id`` signed the token (RS256), else (None, why)."""
+    pem = public_keys.get(key_id)
+    if pem is None:
+        return None, "signed by a key not among the given public keys"
+    try:
+        key = jwk.RSAKey.import_key(pem)
+    except (JoseError, *MALFORMED):
+        return None, "the public key given for this key id is not an RSA key"
+    try:
+        return jws.deserialize_compact(token, key, algorithms=["RS256"]).payload, None
+    except (JoseError, *MALFORMED):
+        return None, f"the signature does not match the {what}'s contents"
 
 
 def _frames_digest_or_none(frames: object) -> str | None:
@@ -243,10 +282,14 @@ class DeepfakeClient:
         return self._post_file("/predict_csv/", path, retry=True, format="csv").text
 
     def sign(self, path: Path) -> dict:
+        """``attestation`` (a JWS), and ``signature_base64`` (the deprecated envelope) beside it."""
         return self._post_file("/integrity/sign", path).json()
 
-    def verify(self, path: Path, signature_base64: str) -> dict:
-        return self._post_file("/integrity/verify", path, {"signature_base64": signature_base64}).json()
+    def verify(self, path: Path, signature: str) -> dict:
+        """The service's check of ``sign``'s ``attestation`` or, deprecated, its ``signature_base64``
+        (told apart by the JWS's dots, which base64 never holds)."""
+        field = "attestation" if is_attestation(signature) else "signature_base64"
+        return self._post_file("/integrity/verify", path, {field: signature}).json()
 
     def verify_receipt(self, path: Path, receipt: str) -> dict:
         """The service's own check (``POST /integrity/verify-receipt``)."""
@@ -268,6 +311,12 @@ class DeepfakeClient:
     ) -> ReceiptCheck:
         """Checked here, with the public keys (fetched once if not given): the service is not trusted."""
         return check_receipt(receipt, public_keys or self.public_keys(), Path(path), frames)
+
+    def verify_attestation_offline(
+        self, path: Path, attestation: str, public_keys: dict[str, str] | None = None
+    ) -> AttestationCheck:
+        """Checked here, with the public keys (fetched once if not given): the service is not trusted."""
+        return check_attestation(attestation, public_keys or self.public_keys(), Path(path))
 
     def history(self, **filters: Any) -> dict:
         params = {k: v for k, v in filters.items() if v is not None}

@@ -1,15 +1,17 @@
 """Sign and verify a file's SHA-256 with the service's RSA keys.
 
-A signature is a timestamped attestation: RSA-2048 PKCS#1 v1.5 (SHA-256) over a payload binding
-the file's SHA-256, the signing time and the key id, carried with the time and key id in one
-binary envelope (still plain base64, so clients that pass ``signature_base64`` back unchanged keep
-working). A signature alone over the file's hash — what the original service made — is no proof
-of *when* or by *which* key, so it still verifies, reported as ``legacy``. Several public keys can
-verify (rotation: one active private key, the previous keys' public halves), selected by key id.
-The digest is computed while the upload streams in, so signing never reads the file again. The
-private key comes from a mounted secret (``DEEPFAKE_SIGNING_KEY``) or is generated once into
-``DEEPFAKE_KEYS_DIR`` with mode 0600; it is never regenerated while one exists (old signatures
-would stop verifying) and never belongs in the repository.
+An attestation is a compact JWS (RS256, ``kid`` = the key id, ``typ`` ``deepfake-attestation+jws``;
+its format: ``model_contract.attestations``) over the file's SHA-256, its size and the signing time,
+checkable offline with the public keys like the receipts. The binary envelope that came before it
+(RSA-2048 PKCS#1 v1.5 (SHA-256) over a payload binding the file's SHA-256, the signing time and the
+key id, carried with the time and key id in plain base64) is still made for ``signature_base64``
+(deprecated) and still verifies. A signature alone over the file's hash (what the original service
+made) is no proof of *when* or by *which* key, so it still verifies, reported as ``legacy``.
+Several public keys can verify (rotation: one active private key, the previous keys' public
+halves), selected by key id. The digest is computed while the upload streams in, so signing never
+reads the file again. The private key comes from a mounted secret (``DEEPFAKE_SIGNING_KEY``) or is
+generated once into ``DEEPFAKE_KEYS_DIR`` with mode 0600; it is never regenerated while one exists
+(old signatures would stop verifying) and never belongs in the repository.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from joserfc import jwk, jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeyParameters
 
+from model_contract.attestations import (
+    ATTESTATION_TYPE,
+    attestation_claims,
+    attestation_claims_of,
+    attestation_header,
+    attestation_mismatch,
+)
 from model_contract.receipts import (  # the receipt's format, shared with the clients that check it
     LAST_SECOND,
     MALFORMED,
@@ -38,13 +47,22 @@ from model_contract.receipts import (  # the receipt's format, shared with the c
     strict_json,
 )
 
-__all__ = ["LAST_SECOND", "MALFORMED", "MAX_RECEIPT_DEPTH", "Signer", "date_of", "receipt_header", "strict_json"]
+__all__ = [
+    "ATTESTATION_TYPE",
+    "LAST_SECOND",
+    "MALFORMED",
+    "MAX_RECEIPT_DEPTH",
+    "Signer",
+    "date_of",
+    "receipt_header",
+    "strict_json",
+]
 
 KEY_FILE = "signing_key.pem"
 _PREHASHED = utils.Prehashed(hashes.SHA256())
 
 
-ENVELOPE_MAGIC = b"DFA1"  # deepfake attestation, version 1
+ENVELOPE_MAGIC = b"DFA1"  # the deprecated binary attestation envelope, version 1
 RECEIPT_TYPE = "deepfake-receipt+jws"  # analysis receipts: JWS over what the service said about a file
 PAYLOAD_PREFIX = b"deepfake-attestation-v1\0"
 
@@ -62,7 +80,7 @@ def attestation_payload(sha256_digest: bytes, signed_at_ms: int, key_id: str) ->
 @dataclass(frozen=True)
 class Verification:
     valid: bool
-    kind: str  # "attestation", "legacy" (a bare signature over the file's hash), or "unknown"
+    kind: str  # "jws-attestation", "attestation" (the old envelope), "legacy" (a bare signature), or "unknown"
     key_id: str | None = None
     signed_at: datetime | None = None
     error: str | None = None
@@ -83,7 +101,30 @@ class Signer:
         """A bare signature over the hash (the original's format); kept for interoperability tests."""
         return self._private_key.sign(sha256_digest, padding.PKCS1v15(), _PREHASHED)
 
+    def sign_attestation(self, sha256_hex: str, size: int, signed_at: datetime) -> str:
+        """A compact JWS attestation (``model_contract.attestations``); ``signed_at`` in whole seconds."""
+        return self._compact_jws(ATTESTATION_TYPE, attestation_claims_of(sha256_hex, size, int(signed_at.timestamp())))
+
+    def verify_attestation(self, token: str, sha256_hex: str, size: int) -> Verification:
+        """Valid only where a key of this service signed a well-formed attestation of this file (its
+        SHA-256 and size). Never raises on what a caller sends: anything else is ``valid: false``."""
+        header, error = attestation_header(token)
+        if header is None:
+            return Verification(False, "jws-attestation", error=error)
+        key_id = header["kid"]
+        payload, error = self._verified_payload(token, header, "attestation")
+        if payload is None:
+            return Verification(False, "jws-attestation", key_id, error=error)
+        claims, problem = attestation_claims(payload)
+        if claims is None:
+            error = f"signed by this service's key, but not a well-formed attestation: {problem}"
+            return Verification(False, "jws-attestation", key_id, error=error)
+        signed_at = date_of(claims["iat"])  # attestation_claims checked it is a date
+        mismatch = attestation_mismatch(claims, sha256_hex, size)
+        return Verification(mismatch is None, "jws-attestation", key_id, signed_at, mismatch)
+
     def attest(self, sha256_digest: bytes, signed_at: datetime) -> bytes:
+        """The deprecated binary envelope (``signature_base64``): magic, key id, time in ms, signature."""
         signed_at_ms = int(signed_at.timestamp() * 1000)
         payload = attestation_payload(sha256_digest, signed_at_ms, self.key_id)
         signature = self._private_key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
@@ -91,7 +132,7 @@ class Signer:
 
     def verify(self, sha256_digest: bytes, signature: bytes) -> Verification:
         if signature.startswith(ENVELOPE_MAGIC) and len(signature) > 44:
-            return self._verify_attestation(sha256_digest, signature)
+            return self._verify_envelope(sha256_digest, signature)
         for key_id, key in self.public_keys.items():
             if len(signature) == key.key_size // 8 and _valid(key, signature, sha256_digest, _PREHASHED):
                 return Verification(True, "legacy", key_id)
@@ -105,7 +146,7 @@ class Signer:
             )
         return Verification(False, "legacy", error="no key of this service made this signature over this file")
 
-    def _verify_attestation(self, sha256_digest: bytes, envelope: bytes) -> Verification:
+    def _verify_envelope(self, sha256_digest: bytes, envelope: bytes) -> Verification:
         key_id = envelope[4:36].hex()
         signed_at_ms = int.from_bytes(envelope[36:44], "big")
         signed_at = date_of(signed_at_ms / 1000)
@@ -127,7 +168,10 @@ class Signer:
 
     def sign_receipt(self, claims: dict) -> str:
         """A compact JWS (RS256, ``kid`` = key id) over the claims: verifiable offline with the public key."""
-        header = {"alg": "RS256", "kid": self.key_id, "typ": RECEIPT_TYPE}
+        return self._compact_jws(RECEIPT_TYPE, claims)
+
+    def _compact_jws(self, typ: str, claims: dict) -> str:
+        header = {"alg": "RS256", "kid": self.key_id, "typ": typ}
         payload = json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
         return jws.serialize_compact(header, payload, jwk.RSAKey.import_key(self._private_key))
 
@@ -141,17 +185,24 @@ class Signer:
         key_id = header.get("kid")
         if not isinstance(key_id, str):
             return None, None, "the receipt's header names no key id (kid must be a string)"
-        key = self.public_keys.get(key_id)
-        if key is None or header.get("alg") != "RS256":
-            return None, key_id, "signed by a key this service does not know"
-        try:
-            verified = jws.deserialize_compact(token, jwk.RSAKey.import_key(key), algorithms=["RS256"])
-        except (JoseError, *MALFORMED):
-            return None, key_id, "the receipt's signature does not match its contents"
-        claims, problem = receipt_claims(verified.payload)
+        payload, error = self._verified_payload(token, header, "receipt")
+        if payload is None:
+            return None, key_id, error
+        claims, problem = receipt_claims(payload)
         if claims is None:
             return None, key_id, f"signed by this service's key, but not a well-formed receipt: {problem}"
         return claims, key_id, None
+
+    def _verified_payload(self, token: str, header: dict, what: str) -> tuple[bytes | None, str | None]:
+        """(payload, None) where the key the header's ``kid`` names signed the token (RS256), else
+        (None, why); ``header`` is the token's own, its ``kid`` checked to be a string."""
+        key = self.public_keys.get(header["kid"])
+        if key is None or header.get("alg") != "RS256":
+            return None, "signed by a key this service does not know"
+        try:
+            return jws.deserialize_compact(token, jwk.RSAKey.import_key(key), algorithms=["RS256"]).payload, None
+        except (JoseError, *MALFORMED):
+            return None, f"the {what}'s signature does not match its contents"
 
     def public_pems(self) -> dict[str, str]:
         return {key_id: _pem(key) for key_id, key in self.public_keys.items()}

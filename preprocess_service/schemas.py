@@ -126,24 +126,31 @@ class ReceiptVerifyResponse(BaseModel):
 class SignResponse(BaseModel):
     video_filename: str
     sha256_hex: str
-    signature_base64: str = Field(
-        description="attestation envelope: key id, signing time (ms) and an RSA "
-        "PKCS#1 v1.5 SHA-256 signature binding them to the file's SHA-256"
+    attestation: str = Field(
+        description="a compact JWS (RS256, header kid = key_id, typ deepfake-attestation+jws) whose claims are the "
+        "file's sha256 (hex), size (bytes) and iat (the signing time, seconds): send it back in the `attestation` "
+        "field of /integrity/verify, or check it offline with /integrity/jwks.json"
     )
-    signed_at: str
+    signature_base64: str = Field(
+        description="deprecated (use attestation): the older binary envelope of key id, signing time (ms) and an RSA "
+        "PKCS#1 v1.5 SHA-256 signature binding them to the file's SHA-256; still verifies",
+        deprecated=True,
+    )
+    signed_at: str = Field(description="the signing time both bind (whole seconds)")
     key_id: str
-    format: str = "attestation-v1"
+    format: str = Field("attestation-v1", description="the format of signature_base64", deprecated=True)
 
 
 class VerifyResponse(BaseModel):
     video_filename: str
     valid: bool
     kind: str = Field(
-        description="attestation, legacy (a bare signature over the file hash, as the original made), or unknown"
+        description="jws-attestation (the attestation field), attestation (the deprecated envelope), legacy (a bare "
+        "signature over the file hash, as the original made), or unknown"
     )
     sha256_hex: str
     verified_at: str
-    key_id: str | None = Field(None, description="the key the signature names or was verified with")
+    key_id: str | None = Field(None, description="the key the attestation or signature names or was verified with")
     signed_at: str | None = Field(None, description="the signing time the attestation binds")
     error: str | None = None
 

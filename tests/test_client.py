@@ -56,11 +56,18 @@ def test_csv_sign_verify_and_receipts(service, seed_videos, tmp_path, capsys):
     code, _, _ = run(capsys, "--url", service, "csv", str(video), "--out", str(tmp_path / "frames.csv"))
     assert code == 0 and (tmp_path / "frames.csv").read_text().startswith("frame_index,frame_time_sec")
 
-    code, out, _ = run(capsys, "--url", service, "sign", str(video))
-    signature = json.loads(out)["signature_base64"]
-    assert run(capsys, "--url", service, "verify", str(video), signature)[0] == 0
+    code, out, err = run(capsys, "--url", service, "sign", str(video), "--out", str(tmp_path / "a.attestation.jws"))
+    signed = json.loads(out)
+    attestation, signature = signed["attestation"], signed["signature_base64"]
+    assert code == 0 and (tmp_path / "a.attestation.jws").read_text().strip() == attestation and "wrote" in err
+    code, out, _ = run(capsys, "--url", service, "verify", str(video), attestation)
+    assert code == 0 and json.loads(out)["kind"] == "jws-attestation"
+    assert run(capsys, "--url", service, "verify", str(video), "@" + str(tmp_path / "a.attestation.jws"))[0] == 0
+    code, out, _ = run(capsys, "--url", service, "verify", str(video), signature)  # the deprecated envelope
+    assert code == 0 and json.loads(out)["kind"] == "attestation"
     changed = tmp_path / "changed.mp4"
     changed.write_bytes(video.read_bytes()[:-1] + b"\x00")
+    assert run(capsys, "--url", service, "verify", str(changed), attestation)[0] == 1
     assert run(capsys, "--url", service, "verify", str(changed), signature)[0] == 1
 
     with DeepfakeClient(service) as client:
@@ -97,6 +104,11 @@ def test_csv_sign_verify_and_receipts(service, seed_videos, tmp_path, capsys):
         str(tmp_path / "key.pem"),
     )
     assert code == 0 and json.loads(out)["valid"] is True
+    offline = ["--url", "http://127.0.0.1:9", "verify", "--offline", "--public-key", str(tmp_path / "key.pem")]
+    code, out, _ = run(capsys, *offline, str(video), str(tmp_path / "a.attestation.jws"))
+    assert code == 0 and json.loads(out)["valid"] is True and json.loads(out)["claims"]["size"] == video.stat().st_size
+    code, out, _ = run(capsys, *offline, str(changed), attestation)
+    assert code == 1 and "another file" in json.loads(out)["error"]
     forged_answer = {**answer, "frames": [{**answer["frames"][0], "p_fake": 0.123456}, *answer["frames"][1:]]}
     (tmp_path / "forged.json").write_text(json.dumps(forged_answer))
     code, out, _ = run(

@@ -1,5 +1,5 @@
-"""Hostile receipts, attestation envelopes and stored strings, against the real service over real HTTP
-and the real ``deepfake-client`` in a subprocess.
+"""Hostile receipts, JWS attestations, attestation envelopes and stored strings, against the real
+service over real HTTP and the real ``deepfake-client`` in a subprocess.
 
 A token or envelope that is not a well-formed receipt or attestation is answered ``valid: false``
 with an ``error`` (never a 500, and the keep-alive connection survives it); the offline verifier
@@ -29,6 +29,7 @@ from joserfc import jwk, jws
 from rich.console import Console
 
 from deepfake_client.__main__ import printable
+from model_contract.attestations import ATTESTATION_TYPE
 from preprocess_service.integrity import ENVELOPE_MAGIC, KEY_FILE, attestation_payload, key_id_of
 from preprocess_service.settings import Settings
 from testing.server import post_file, running_service
@@ -48,9 +49,9 @@ def unsigned(header: bytes, payload: bytes = b"{}") -> str:
     return ".".join([b64url(header), b64url(payload), b64url(b"\0" * 256)])
 
 
-def header_tokens(key_id: str) -> dict[str, str]:
+def header_tokens(key_id: str, typ: str = "deepfake-receipt+jws") -> dict[str, str]:
     """Tokens whose header alone is wrong: ``key_id`` is a real key's, so parsing goes as far as it can."""
-    real = {"alg": "RS256", "typ": "deepfake-receipt+jws"}
+    real = {"alg": "RS256", "typ": typ}
     return {
         "kid is a list": unsigned(json.dumps({**real, "kid": [key_id]}).encode()),
         "kid is an object": unsigned(json.dumps({**real, "kid": {"id": key_id}}).encode()),
@@ -121,6 +122,52 @@ def good_token(private_key: rsa.RSAPrivateKey, file_sha256: str) -> str:
     claims["file"] = {"sha256": file_sha256, "size": len(PAYLOAD)}
     payload = json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
     return jws.serialize_compact({"alg": "RS256", "kid": key_id}, payload, jwk.RSAKey.import_key(private_key))
+
+
+def signed_attestations(private_key: rsa.RSAPrivateKey, file_sha256: str) -> dict[str, str]:
+    """JWS attestations whose signature holds (the real key) but whose header or claims are not an attestation's."""
+    key = jwk.RSAKey.import_key(private_key)
+    key_id = key_id_of(private_key.public_key())
+    header = {"alg": "RS256", "kid": key_id, "typ": ATTESTATION_TYPE}
+    good = {"iss": "deepfake-detector", "iat": int(datetime.now(UTC).timestamp()), "sha256": file_sha256}
+    good["size"] = len(PAYLOAD)
+
+    def sign(payload: bytes, protected: dict = header) -> str:
+        return jws.serialize_compact(protected, payload, key)
+
+    def claims(**changes: object) -> str:
+        return sign(json.dumps({**good, **changes}).encode())
+
+    return {
+        "no typ (a bare JWS)": sign(json.dumps(good).encode(), {"alg": "RS256", "kid": key_id}),
+        "a receipt's typ": sign(json.dumps(good).encode(), {**header, "typ": "deepfake-receipt+jws"}),
+        "a well-formed receipt of the file": good_token(private_key, file_sha256),
+        "iat is past year 9999": claims(iat=253402300800),
+        "iat is huge": claims(iat=10**30),
+        "iat is negative": claims(iat=-(10**15)),
+        "iat is a float": claims(iat=1e308),
+        "iat is true": claims(iat=True),
+        "sha256 is a number": claims(sha256=5),
+        "sha256 is a list": claims(sha256=[file_sha256]),
+        "sha256 is another file's": claims(sha256="ab" * 32),
+        "size is another file's": claims(size=len(PAYLOAD) + 1),
+        "size is a string": claims(size=str(len(PAYLOAD))),
+        "size has 5000 digits": sign(json.dumps({**good, "size": None}).encode().replace(b"null", b"9" * 5000)),
+        "claims are a list": sign(json.dumps([good]).encode()),
+        "claims are not UTF-8": sign(b"\xff\xfe"),
+        "claims hold a lone surrogate": claims(note="\udcff"),
+        "claims hold NaN": sign(json.dumps({**good, "note": float("nan")}).encode()),
+        "claims nested 20000 deep": sign(b"[" * DEEP + b"]" * DEEP),
+        "claims nested 900 deep": claims(note=json.loads("[" * 900 + "]" * 900)),
+    }
+
+
+def good_attestation(private_key: rsa.RSAPrivateKey, file_sha256: str) -> str:
+    """A well-formed attestation of the file, signed with the key: what must still verify."""
+    claims = {"iss": "deepfake-detector", "iat": int(datetime.now(UTC).timestamp()), "sha256": file_sha256}
+    payload = json.dumps({**claims, "size": len(PAYLOAD)}).encode()
+    header = {"alg": "RS256", "kid": key_id_of(private_key.public_key()), "typ": ATTESTATION_TYPE}
+    return jws.serialize_compact(header, payload, jwk.RSAKey.import_key(private_key))
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +308,28 @@ def test_attestations_out_of_range_or_garbage_are_invalid_not_500(service, servi
     assert_bad_then_good_on_one_connection(send, bad, attest(now_ms))
 
 
+def verify_attestation(client: httpx.Client, url: str, token: str) -> httpx.Response:
+    files = {"file": ("clip.mp4", PAYLOAD)}
+    return client.post(url + "/integrity/verify", files=files, data={"attestation": token})
+
+
+def test_malformed_attestation_headers_are_invalid_not_500(service, service_key):
+    key_id = key_id_of(service_key.public_key())
+    assert_bad_then_good_on_one_connection(
+        lambda client, token: verify_attestation(client, service, token),
+        header_tokens(key_id, ATTESTATION_TYPE),
+        good_attestation(service_key, PAYLOAD_SHA256),
+    )
+
+
+def test_signed_attestations_with_odd_headers_or_claims_are_invalid_not_500(service, service_key):
+    assert_bad_then_good_on_one_connection(
+        lambda client, token: verify_attestation(client, service, token),
+        signed_attestations(service_key, PAYLOAD_SHA256),
+        good_attestation(service_key, PAYLOAD_SHA256),
+    )
+
+
 # ---- the offline verifier: deepfake-client receipt verify FILE TOKEN --public-key key.pem ----
 
 
@@ -320,6 +389,39 @@ def test_the_offline_verifier_says_one_line_and_exits_1(offline, case):
     assert done.returncode == 1, output[-2000:]
     assert len(lines) == 1, output[-2000:]
     assert json.loads(done.stdout)["valid"] is False  # the verdict is the one line, on standard output
+
+
+OFFLINE_ATTESTATIONS = {
+    **header_tokens(key_id_of(STRANGER_KEY.public_key()), ATTESTATION_TYPE),
+    **signed_attestations(STRANGER_KEY, PAYLOAD_SHA256),
+}
+# each case costs a process start; these reach every stage of the check (every case is checked in
+# process by tests/unit/test_integrity.py, against the service above)
+OFFLINE_ATTESTATION_CASES = [
+    "kid nested 20000 deep",
+    "kid is an object",
+    "crit holds a list",
+    "a well-formed receipt of the file",
+    "iat is past year 9999",
+    "claims nested 20000 deep",
+    "size is another file's",
+]
+
+
+def test_the_offline_attestation_verifier_accepts_a_good_one_and_says_one_line_for_the_rest(offline):
+    file, pem = offline
+    token_file = file.with_suffix(".attestation.jws")
+    argv = ["--url", "http://127.0.0.1:9", "verify", str(file), str(token_file), "--public-key", str(pem)]
+    token_file.write_text(good_attestation(STRANGER_KEY, PAYLOAD_SHA256))
+    done = client_cli(*argv)
+    assert done.returncode == 0 and json.loads(done.stdout)["valid"] is True, done.stdout + done.stderr
+    for case in OFFLINE_ATTESTATION_CASES:
+        token_file.write_text(OFFLINE_ATTESTATIONS[case])
+        done = client_cli(*argv)
+        output = done.stdout + done.stderr
+        assert "Traceback" not in output and done.returncode == 1, (case, output[-2000:])
+        assert len([line for line in output.splitlines() if line.strip()]) == 1, (case, output)
+        assert json.loads(done.stdout)["valid"] is False, case
 
 
 def test_the_offline_verifier_says_one_line_for_a_bad_key_file_or_token_file(offline, folder):

@@ -1,15 +1,21 @@
-"""Sign / verify over real HTTP; signatures interoperate with plain PKCS#1 v1.5 SHA-256 (the seed's)."""
+"""Sign / verify over real HTTP: the JWS attestation (checked offline with any JWS library and the
+published key set), the deprecated envelope beside it, and signatures in plain PKCS#1 v1.5 SHA-256
+(the seed's)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import stat
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from joserfc import jws
+from joserfc.jwk import KeySet
 
 from preprocess_service.integrity import KEY_FILE, load_signer
 from preprocess_service.settings import Settings
@@ -39,11 +45,19 @@ def verify(service: str, payload: bytes, signature: str) -> httpx.Response:
     return post_file(service, payload, "/integrity/verify", filename="clip.mp4", data={"signature_base64": signature})
 
 
+def verify_attestation(service: str, payload: bytes, attestation: str) -> httpx.Response:
+    return post_file(service, payload, "/integrity/verify", filename="clip.mp4", data={"attestation": attestation})
+
+
 def test_sign_then_verify_is_valid(service):
     signed = sign(service)
     assert signed["sha256_hex"] == hashlib.sha256(PAYLOAD).hexdigest()
     assert signed["video_filename"] == "clip.mp4"
-    verified = verify(service, PAYLOAD, signed["signature_base64"]).json()
+    assert signed["attestation"].count(".") == 2 and signed["signature_base64"]  # the JWS, and the old envelope
+    verified = verify_attestation(service, PAYLOAD, signed["attestation"]).json()
+    assert verified["valid"] is True and verified["key_id"] == signed["key_id"] and verified["error"] is None
+    assert verified["kind"] == "jws-attestation" and verified["signed_at"] == signed["signed_at"]
+    verified = verify(service, PAYLOAD, signed["signature_base64"]).json()  # deprecated, still verifies
     assert verified["valid"] is True and verified["key_id"] == signed["key_id"]
     assert verified["kind"] == "attestation" and verified["signed_at"] == signed["signed_at"]
 
@@ -54,6 +68,31 @@ def test_one_changed_byte_is_invalid(service):
     tampered[1000] ^= 0x01
     verified = verify(service, bytes(tampered), signed["signature_base64"])
     assert verified.status_code == 200 and verified.json()["valid"] is False
+    verified = verify_attestation(service, bytes(tampered), signed["attestation"])
+    assert verified.status_code == 200 and verified.json()["valid"] is False
+    assert "another file" in verified.json()["error"]
+
+
+def test_the_attestation_checks_offline_with_the_published_key_set(service):
+    """A third party needs only /integrity/jwks.json and any JWS library (joserfc here)."""
+    signed = sign(service)
+    key_set = KeySet.import_key_set(httpx.get(service + "/integrity/jwks.json").json())
+    token = jws.deserialize_compact(signed["attestation"], key_set, algorithms=["RS256"])
+    assert token.protected == {"alg": "RS256", "kid": signed["key_id"], "typ": "deepfake-attestation+jws"}
+    claims = json.loads(token.payload)
+    assert claims["sha256"] == hashlib.sha256(PAYLOAD).hexdigest() and claims["size"] == len(PAYLOAD)
+    assert datetime.fromtimestamp(claims["iat"], UTC).isoformat() == signed["signed_at"]
+
+
+def test_verify_wants_exactly_one_of_attestation_and_signature(service):
+    signed = sign(service)
+    both = {"attestation": signed["attestation"], "signature_base64": signed["signature_base64"]}
+    response = post_file(service, PAYLOAD, "/integrity/verify", data=both)
+    assert response.status_code == 422 and "not both" in response.json()["error"]["message"]
+    garbage = verify_attestation(service, PAYLOAD, "not.a.jws")
+    assert garbage.status_code == 200 and garbage.json()["valid"] is False and garbage.json()["error"]
+    misplaced = verify(service, PAYLOAD, signed["attestation"])  # the JWS in the old field: says where it goes
+    assert misplaced.status_code == 400 and "'attestation' field" in misplaced.json()["error"]["message"]
 
 
 def test_malformed_base64_is_400(service):
@@ -95,7 +134,11 @@ def test_the_attestation_binds_time_and_key(service):
 
 def test_missing_signature_field_is_422(service):
     response = post_file(service, PAYLOAD, "/integrity/verify")
-    assert response.status_code == 422 and "signature_base64" in response.json()["error"]["message"]
+    assert response.status_code == 422
+    assert (
+        "attestation" in response.json()["error"]["message"]
+        and "signature_base64" in response.json()["error"]["message"]
+    )
 
 
 def test_attestation_checks_offline_with_the_published_public_key(service):
@@ -158,6 +201,8 @@ def test_rotated_keys_still_verify_and_are_published(tmp_path, demo_repository):
     ) as url:
         body = verify(url, PAYLOAD, old["signature_base64"]).json()
         assert body["valid"] is True and body["key_id"] == old["key_id"]
+        body = verify_attestation(url, PAYLOAD, old["attestation"]).json()
+        assert body["valid"] is True and body["key_id"] == old["key_id"] and body["kind"] == "jws-attestation"
         listing = httpx.get(url + "/integrity/public-keys").json()
         assert listing["active_key_id"] != old["key_id"]
         assert {k["key_id"] for k in listing["keys"]} == {old["key_id"], listing["active_key_id"]}

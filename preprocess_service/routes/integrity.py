@@ -1,5 +1,6 @@
-"""Attest a file's SHA-256 with the service's key, verify an attestation (or an original-style
-signature), publish the public keys. Signing needs an API key whenever keys are configured."""
+"""Attest a file's SHA-256 with the service's key (a JWS, and the deprecated binary envelope beside
+it), verify an attestation (or an old envelope, or an original-style signature), publish the public
+keys. Signing needs an API key whenever keys are configured."""
 
 from __future__ import annotations
 
@@ -25,7 +26,29 @@ router = APIRouter(prefix="/integrity", tags=["integrity"])
 
 def _now() -> datetime:
     now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)  # the attestation holds milliseconds
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _signing_time() -> datetime:
+    """Whole seconds: a JWS's ``iat`` is, so the JWS and the envelope (ms) bind the same time."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _verify_body() -> dict:
+    """The upload with ``attestation`` (the JWS) or ``signature_base64`` (an envelope or bare signature)."""
+    body = multipart_body()
+    schema = body["requestBody"]["content"]["multipart/form-data"]["schema"]
+    schema["properties"]["attestation"] = {
+        "type": "string",
+        "description": "the compact JWS that /integrity/sign answered as `attestation`",
+    }
+    schema["properties"]["signature_base64"] = {
+        "type": "string",
+        "description": "deprecated: an attestation envelope (`signature_base64` of /integrity/sign) or the "
+        "original service's bare signature, base64",
+    }
+    schema["anyOf"] = [{"required": ["attestation"]}, {"required": ["signature_base64"]}]
+    return body
 
 
 def decode_signature(encoded: str) -> bytes:
@@ -36,32 +59,37 @@ def decode_signature(encoded: str) -> bytes:
     try:
         return base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError) as error:
-        raise InvalidSignature(f"signature_base64 is not valid base64: {error}") from error
+        hint = " (a JWS attestation goes in the 'attestation' field)" if "." in compact else ""
+        raise InvalidSignature(f"signature_base64 is not valid base64: {error}{hint}") from error
 
 
 @router.post("/sign", response_model=SignResponse, openapi_extra=multipart_body())
 async def sign(caller: SigningDep, upload: UploadDep, services: ServicesDep) -> SignResponse:
-    signed_at = _now()
+    signed_at = _signing_time()
     envelope = services.signer.attest(bytes.fromhex(upload.sha256), signed_at)
     return SignResponse(
         video_filename=upload.filename,
         sha256_hex=upload.sha256,
+        attestation=services.signer.sign_attestation(upload.sha256, upload.size, signed_at),
         signature_base64=base64.b64encode(envelope).decode(),
         signed_at=signed_at.isoformat(),
         key_id=services.signer.key_id,
     )
 
 
-@router.post(
-    "/verify",
-    response_model=VerifyResponse,
-    openapi_extra=multipart_body("signature_base64"),
-)
+@router.post("/verify", response_model=VerifyResponse, openapi_extra=_verify_body())
 async def verify(caller: AdmittedDep, upload: UploadDep, services: ServicesDep) -> VerifyResponse:
-    encoded = upload.fields.get("signature_base64")
-    if encoded is None:
-        raise InvalidRequest("missing form field 'signature_base64'")
-    result = services.signer.verify(bytes.fromhex(upload.sha256), decode_signature(encoded))
+    """Was this file signed here? ``attestation``: the JWS; ``signature_base64``: an old envelope or
+    a bare signature. A token that is no attestation is ``valid: false`` with its ``error``."""
+    token, encoded = upload.fields.get("attestation"), upload.fields.get("signature_base64")
+    if token is None and encoded is None:
+        raise InvalidRequest("missing form field 'attestation' (the JWS; or 'signature_base64', deprecated)")
+    if token is not None and encoded is not None:
+        raise InvalidRequest("send 'attestation' or 'signature_base64', not both")
+    if token is not None:
+        result = services.signer.verify_attestation("".join(token.split()), upload.sha256, upload.size)
+    else:
+        result = services.signer.verify(bytes.fromhex(upload.sha256), decode_signature(encoded or ""))
     return VerifyResponse(
         video_filename=upload.filename,
         sha256_hex=upload.sha256,

@@ -356,12 +356,15 @@ async function downloadCsv() {
 async function sign() {
   const { response, body } = await post("/integrity/sign");
   if (!response.ok) { $("integrity").textContent = explain(response.status, body); return; }
-  $("signature").value = body.signature_base64;
-  $("integrity").textContent = `Signed at ${body.signed_at} with key ${body.key_id.slice(0, 16)}…; the signature is in the box.`;
+  $("signature").value = body.attestation;
+  $("integrity").textContent = `Signed at ${body.signed_at} with key ${body.key_id.slice(0, 16)}…; the attestation is in the box.`;
 }
 
 async function verify() {
-  const { response, body } = await post("/integrity/verify", { signature_base64: $("signature").value });
+  // an attestation (a JWS: it has dots) or, pasted from elsewhere, an older base64 signature (never has one)
+  const value = $("signature").value.trim();
+  const field = value.includes(".") ? { attestation: value } : { signature_base64: value };
+  const { response, body } = await post("/integrity/verify", field);
   if (!response.ok) { $("integrity").textContent = explain(response.status, body); return; }
   $("integrity").textContent = body.valid
     ? `Valid: this file is the one signed${body.signed_at ? " at " + body.signed_at : ""}.`

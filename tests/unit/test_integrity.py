@@ -1,4 +1,5 @@
-"""preprocess_service.integrity and the pure parts of preprocess_service.receipts.
+"""preprocess_service.integrity, the pure parts of preprocess_service.receipts, and the client's
+offline attestation check (deepfake_client.api.check_attestation).
 
 Attestations and receipts are the service's proof of what it saw and said; a check that wrongly
 says "valid", or raises on a hostile envelope or token instead of answering ``valid: false``, is a
@@ -15,8 +16,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc import jwk, jws
 
+from deepfake_client.api import check_attestation
 from preprocess_service.integrity import (
+    ATTESTATION_TYPE,
     ENVELOPE_MAGIC,
     LAST_SECOND,
     MALFORMED,
@@ -139,6 +143,151 @@ def test_a_bare_legacy_signature_verifies_as_legacy(signer: Signer) -> None:
 def test_garbage_signatures_are_invalid_without_raising(signer: Signer, signature: bytes) -> None:
     verification = signer.verify(FILE, signature)
     assert not verification.valid and verification.error
+
+
+# --- JWS attestations ---------------------------------------------------------------------------
+
+CONTENT = b"the uploaded video"
+SHA256, SIZE = hashlib.sha256(CONTENT).hexdigest(), len(CONTENT)
+SIGNED_AT_S = SIGNED_AT.replace(microsecond=0)
+
+
+def attestation_with(
+    signer: Signer, claims: object, header: dict | None = None, private_key: rsa.RSAPrivateKey | None = None
+) -> str:
+    """A token really signed (by ``private_key``, else the signer's own) over these claims and header."""
+    header = header or {"alg": "RS256", "kid": signer.key_id, "typ": ATTESTATION_TYPE}
+    key = jwk.RSAKey.import_key(private_key or signer._private_key)
+    return jws.serialize_compact(header, json.dumps(claims).encode(), key)
+
+
+def test_a_jws_attestation_verifies_for_its_file(signer: Signer) -> None:
+    token = signer.sign_attestation(SHA256, SIZE, SIGNED_AT)
+    assert receipt_header(token) == {"alg": "RS256", "kid": signer.key_id, "typ": ATTESTATION_TYPE}
+    verification = signer.verify_attestation(token, SHA256, SIZE)
+    assert (verification.valid, verification.kind, verification.error) == (True, "jws-attestation", None)
+    assert verification.key_id == signer.key_id and verification.signed_at == SIGNED_AT_S
+
+
+def test_a_jws_attestations_claims_are_the_files_hash_size_and_time(signer: Signer) -> None:
+    payload = signer.sign_attestation(SHA256, SIZE, SIGNED_AT).split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims == {"iss": "deepfake-detector", "iat": int(SIGNED_AT.timestamp()), "sha256": SHA256, "size": SIZE}
+
+
+def test_a_jws_attestation_does_not_verify_a_file_with_one_byte_changed(signer: Signer) -> None:
+    token = signer.sign_attestation(SHA256, SIZE, SIGNED_AT)
+    changed = hashlib.sha256(CONTENT[:-1] + bytes([CONTENT[-1] ^ 1])).hexdigest()
+    verification = signer.verify_attestation(token, changed, SIZE)
+    assert not verification.valid and "another file" in (verification.error or "")
+    assert not signer.verify_attestation(token, SHA256, SIZE + 1).valid
+
+
+def test_a_jws_attestation_by_another_key_is_invalid(signer: Signer, stranger: Signer) -> None:
+    verification = signer.verify_attestation(stranger.sign_attestation(SHA256, SIZE, SIGNED_AT), SHA256, SIZE)
+    assert not verification.valid and verification.key_id == stranger.key_id
+    assert "does not know" in (verification.error or "")
+    forged = attestation_with(signer, {"iat": 1, "sha256": SHA256, "size": SIZE}, private_key=stranger._private_key)
+    assert not signer.verify_attestation(forged, SHA256, SIZE).valid  # our kid, another key's signature
+
+
+def test_a_rotated_out_keys_jws_attestation_still_verifies() -> None:
+    old = new_key()
+    token = Signer(old).sign_attestation(SHA256, SIZE, SIGNED_AT)
+    verification = Signer(new_key(), previous=[old.public_key()]).verify_attestation(token, SHA256, SIZE)
+    assert verification.valid and verification.key_id == key_id_of(old.public_key())
+    assert not Signer(new_key()).verify_attestation(token, SHA256, SIZE).valid
+
+
+def test_the_old_envelope_still_verifies_beside_the_jws(signer: Signer) -> None:
+    envelope = signer.attest(bytes.fromhex(SHA256), SIGNED_AT_S)
+    verification = signer.verify(bytes.fromhex(SHA256), envelope)
+    assert (verification.valid, verification.kind, verification.signed_at) == (True, "attestation", SIGNED_AT_S)
+
+
+def test_a_receipt_is_no_attestation_and_an_attestation_no_receipt(signer: Signer) -> None:
+    receipt = signer.sign_receipt(claims_of(SHA256))
+    assert not signer.verify_attestation(receipt, SHA256, SIZE).valid
+    claims, _, error = signer.read_receipt(signer.sign_attestation(SHA256, SIZE, SIGNED_AT))
+    assert claims is None and error
+
+
+DEEP = 20_000
+
+
+def hostile_attestations(signer: Signer) -> dict[str, str]:
+    """Tokens that are no well-formed attestation of CONTENT: bad headers, and odd claims really signed."""
+    typ, kid = ATTESTATION_TYPE, signer.key_id
+    good = {"iss": "deepfake-detector", "iat": 1_773_500_000, "sha256": SHA256, "size": SIZE}
+
+    def unsigned(header: bytes) -> str:
+        return ".".join([b64url(header), b64url(json.dumps(good).encode()), b64url(b"\0" * 256)])
+
+    def claims(**changes: object) -> str:
+        return attestation_with(signer, {**good, **changes})
+
+    return {
+        "empty": "",
+        "two parts": "a.b",
+        "four parts": "a.b.c.d",
+        "not base64": "!!!.e30.c2ln",
+        "header is a list": unsigned(b"[1]"),
+        "header is not UTF-8": unsigned(b"\xff\xfe"),
+        "header nested 20000 deep": unsigned(b"[" * DEEP + b"]" * DEEP),
+        "kid nested 20000 deep": unsigned(
+            b'{"alg":"RS256","typ":"%s","kid":' % typ.encode() + b"[" * DEEP + b"]" * DEEP + b"}"
+        ),
+        "kid is a list": unsigned(json.dumps({"alg": "RS256", "typ": typ, "kid": [kid]}).encode()),
+        "kid is a number": unsigned(json.dumps({"alg": "RS256", "typ": typ, "kid": 5}).encode()),
+        "kid is missing": unsigned(json.dumps({"alg": "RS256", "typ": typ}).encode()),
+        "no typ": attestation_with(signer, good, {"alg": "RS256", "kid": kid}),
+        "a receipt's typ": attestation_with(signer, good, {"alg": "RS256", "kid": kid, "typ": RECEIPT_TYPE}),
+        "alg none": unsigned(json.dumps({"alg": "none", "typ": typ, "kid": kid}).encode()),
+        "alg is a list": unsigned(json.dumps({"alg": ["RS256"], "typ": typ, "kid": kid}).encode()),
+        "crit holds a list": unsigned(json.dumps({"alg": "RS256", "typ": typ, "kid": kid, "crit": [["b64"]]}).encode()),
+        "a forged signature": unsigned(json.dumps({"alg": "RS256", "typ": typ, "kid": kid}).encode()),
+        "iat past year 9999": claims(iat=LAST_SECOND + 1),
+        "iat is huge": claims(iat=10**30),
+        "iat is negative": claims(iat=-1),
+        "iat is a string": claims(iat="now"),
+        "iat is true": claims(iat=True),
+        "iat is a float": claims(iat=1e308),
+        "sha256 is a number": claims(sha256=5),
+        "sha256 is uppercase": claims(sha256=SHA256.upper()),
+        "sha256 is an object": claims(sha256={"hex": SHA256}),
+        "size is negative": claims(size=-1),
+        "size is a string": claims(size="12"),
+        "size is missing": attestation_with(signer, {k: v for k, v in good.items() if k != "size"}),
+        "claims are a list": attestation_with(signer, [good]),
+        "claims are null": attestation_with(signer, None),
+        "claims hold NaN": claims(note=float("nan")),
+        "claims nested 900 deep": claims(note=json.loads("[" * 900 + "]" * 900)),
+    }
+
+
+def test_hostile_jws_attestations_are_invalid_without_raising(signer: Signer) -> None:
+    for name, token in hostile_attestations(signer).items():
+        verification = signer.verify_attestation(token, SHA256, SIZE)
+        assert not verification.valid and verification.error, name
+        assert verification.kind == "jws-attestation", name
+
+
+def test_the_client_checks_an_attestation_offline_with_the_pinned_keys(signer, stranger, tmp_path) -> None:
+    file = tmp_path / "clip.mp4"
+    file.write_bytes(CONTENT)
+    pinned = {signer.key_id: signer.public_pem}
+    token = signer.sign_attestation(SHA256, SIZE, SIGNED_AT)
+    check = check_attestation(token, pinned, file)
+    assert check.valid and check.key_id == signer.key_id and check.claims and check.claims["sha256"] == SHA256
+    assert not check_attestation(stranger.sign_attestation(SHA256, SIZE, SIGNED_AT), pinned, file).valid
+    file.write_bytes(CONTENT[:-1] + b"!")
+    assert "another file" in (check_attestation(token, pinned, file).error or "")
+    file.write_bytes(CONTENT)
+    not_a_key = {signer.key_id: "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n"}
+    assert not check_attestation(token, not_a_key, file).valid
+    for name, hostile in hostile_attestations(signer).items():
+        check = check_attestation(hostile, pinned, file)
+        assert not check.valid and check.error, name
 
 
 # --- receipts -----------------------------------------------------------------------------------
