@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from preprocess_service import tracing
 from preprocess_service.access import access_policy
 from preprocess_service.errors import InvalidRequest, ServiceError
 from preprocess_service.inference import InferenceBackend
@@ -101,6 +102,9 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
+    if tracing.enabled(settings):  # innermost of the middleware here: a server span per request, with its id
+        tracing.configure(settings)
+        tracing.instrument_app(app)
     app.add_middleware(SecurityHeaders)  # every answer gets the headers, errors included
     app.add_middleware(RequestIds)  # outermost: every log line of a request carries its id
     return app

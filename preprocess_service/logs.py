@@ -23,6 +23,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -89,7 +90,8 @@ def request_id_of(header: str | None) -> str:
 
 
 class RequestIds:
-    """Pure ASGI middleware: the request's id in the context for its log lines, and in its answer."""
+    """Pure ASGI middleware: the request's id in the context for its log lines, in its answer, and on
+    its trace (the FastAPI instrumentation wraps the whole stack, so its span is current here)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -101,6 +103,9 @@ class RequestIds:
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
         request_id = request_id_of(given)
         token = current_request_id.set(request_id)
+        span = trace.get_current_span()  # the request's server span where tracing is on (tracing.py)
+        if span.is_recording():
+            span.set_attribute("deepfake.request_id", request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model_contract.identity import ModelInfo, Rule
+from preprocess_service import tracing
 from preprocess_service.errors import BackendUnavailable, NoFaceDetected
 from preprocess_service.faces import CropCollector, FaceCrops, FaceDetector
 from preprocess_service.inference import InferenceBackend
@@ -108,7 +109,7 @@ class Analyzer:
     async def analyze(self, path: Path) -> Analysis:
         model = await self.model_info()
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
         decoded = await loop.run_in_executor(self._pool, self._read_and_crop, path, model)
         video, faces, face_seconds = decoded.video, decoded.faces, decoded.faces_s
         if not faces.positions:
@@ -116,6 +117,7 @@ class Analyzer:
         found = time.perf_counter()
 
         features = await self._backend.features(faces.crops)  # one pass over distinct crops
+        featured = time.perf_counter()
         row_of = {position: row for row, position in enumerate(faces.positions)}
         sequence = [row_of[i] for i in video.sample_indices if i in row_of]  # repeats kept, as the seed fed them
         video_probabilities, frame_probabilities = await asyncio.gather(
@@ -138,6 +140,14 @@ class Analyzer:
         }
         for stage, seconds in timings.items():
             self._metrics.stage_seconds.labels(stage).observe(seconds)
+
+        def at(moment: float) -> int:  # a perf_counter reading as the epoch nanoseconds spans take
+            return started_ns + int((moment - started) * 1e9)
+
+        tracing.stage("decode", started_ns, at(started + decoded.decode_s), frames=len(video.sample_indices))
+        tracing.stage("faces", at(started + decoded.decode_s), at(found), faces=len(faces.positions))
+        tracing.stage("backbone", at(found), at(featured), batch=len(faces.positions), backend=self._backend.name)
+        tracing.stage("head", at(featured), at(inferred), backend=self._backend.name)
         self._metrics.backbone_batch.observe(len(faces.positions))
         display = display_indices(video.sample_indices, self._settings.display_frames)
         return Analysis(video, faces, frames, verdicts, self._settings.verdict, timings, model, display)

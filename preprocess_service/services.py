@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from preprocess_service import artifacts, retention
+from preprocess_service import artifacts, retention, tracing
 from preprocess_service.access import AccessPolicy
 from preprocess_service.admission import Admission
 from preprocess_service.errors import BackendUnavailable
@@ -68,6 +68,8 @@ class Services:
             stack.callback(face_pool.shutdown, wait=True)
             history = await asyncio.to_thread(open_history, settings, metrics)
             stack.callback(history.close)
+            if tracing.enabled(settings) and history.store is not None:
+                tracing.instrument_engine(history.store.engine)
             analyzer = Analyzer(settings, detector, backend, pool, metrics, face_pool)
             signer = load_signer(settings.signing_key, settings.keys_dir, settings.previous_keys_dir)
             services = cls(

@@ -155,6 +155,15 @@ class Settings(BaseSettings):
     )
     history_purge_interval_s: float = Field(3600, gt=0, description="how often the retention purge runs")
 
+    # Traces (tracing.py): OpenTelemetry, off unless an endpoint is given
+    otlp_endpoint: str = Field(
+        "", description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; empty = no export"
+    )
+    otel_service_name: str = Field("deepfake-api", description="service.name of the traces")
+    tracing: bool = Field(
+        False, description="trace with the process's own tracer provider (tests, or an SDK set up around the app)"
+    )
+
     # Logs (logs.py)
     log_format: Literal["text", "json"] = Field(
         "text", description="json: one JSON object a line (the container image sets it); text: readable lines"

@@ -173,6 +173,23 @@ def test_grpc_reaches_every_triton_pod_and_a_job_migrates_once(overlay):
     assert migrate["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_traces_go_to_the_collector_the_config_maps_name(overlay):
+    """The front exports OTLP to the endpoint in its ConfigMap; Triton's --trace-config flags take the
+    collector from theirs (Kubernetes expands $(VAR) in args from the container's env)."""
+    _, objects = overlay
+    settings = find(objects, "ConfigMap", "deepfake-api-settings")["data"]
+    assert settings["DEEPFAKE_OTLP_ENDPOINT"].startswith("http://") and settings["DEEPFAKE_OTLP_ENDPOINT"].endswith(
+        "/v1/traces"
+    )
+    triton = container(objects, "triton")
+    env = {e["name"]: e["valueFrom"]["configMapKeyRef"] for e in triton["env"] if "valueFrom" in e}
+    tracing = find(objects, "ConfigMap", "triton-tracing")["data"]
+    for variable in ("OTLP_TRACES_URL", "TRACE_RATE"):
+        assert f"$({variable})" in " ".join(triton["args"]) and env[variable]["name"] == "triton-tracing"
+        assert env[variable]["key"] in tracing
+    assert "--trace-config=mode=opentelemetry" in triton["args"]
+
+
 def test_services_and_network_policy_select_the_right_pods(overlay):
     _, objects = overlay
     pod_labels = {
