@@ -4,8 +4,9 @@ second process waits for the first and then finds nothing to do; a service told 
 (the cluster's setting: a Job does it) says in /readyz that its database is behind, and takes the
 history up once the Job has run.
 
-Seen to fail before the lock: two processes on one fresh database, one exited 1 with
-``DuplicateTable: relation "alembic_version" already exists``.
+Seen to fail with the lock taken out: of the two processes in the first test, neither waited and
+one exited 1 (both created the schema at once); the test of three processes started together
+passed even then (the race is narrow), so the first test is the one that proves the lock.
 """
 
 from __future__ import annotations
@@ -80,9 +81,15 @@ def test_several_processes_started_together_on_a_fresh_database_all_succeed(post
     assert _revision(postgres_database) == HEAD_REVISION
 
 
-def test_a_service_told_not_to_migrate_says_its_database_is_behind_then_takes_it_up(database_url, tmp_path):
+def test_a_service_told_not_to_migrate_says_its_database_is_behind_then_takes_it_up(
+    demo_repository, database_url, tmp_path
+):
     settings = Settings(
-        database_url=database_url, migrate_on_start=False, keys_dir=tmp_path / "keys", history_cache=False
+        model_repository=demo_repository,
+        database_url=database_url,
+        migrate_on_start=False,
+        keys_dir=tmp_path / "keys",
+        history_cache=False,
     )
     with running_service(settings) as url:
         ready = httpx.get(url + "/readyz").json()
@@ -98,10 +105,10 @@ def test_a_service_told_not_to_migrate_says_its_database_is_behind_then_takes_it
         assert httpx.get(url + "/analyses").status_code == 200
 
 
-def test_a_history_database_that_cannot_be_reached_is_degraded_not_off(tmp_path):
+def test_a_history_database_that_cannot_be_reached_is_degraded_not_off(demo_repository, tmp_path):
     """Configured but unreachable at start: /readyz must not say the history is simply off."""
     unreachable = "postgresql+psycopg://nobody:x@127.0.0.1:1/none?connect_timeout=2"
-    settings = Settings(database_url=unreachable, keys_dir=tmp_path / "keys")
+    settings = Settings(model_repository=demo_repository, database_url=unreachable, keys_dir=tmp_path / "keys")
     with running_service(settings) as url:
         ready = httpx.get(url + "/readyz").json()
         assert ready["status"] == "degraded" and ready["history"]["status"] == "degraded", ready

@@ -132,7 +132,7 @@ class HistoryStore:
         if revision != HEAD_REVISION:
             raise SchemaBehind(
                 f"the history database is at revision {revision or 'none'}, this release needs {HEAD_REVISION}:"
-                " run `deepfake-serve migrate` (the Kubernetes migration Job does)"
+                " run `deepfake-serve --migrate` (the Kubernetes migration Job does)"
             )
         self._remember_file()
 
