@@ -18,10 +18,14 @@ LINTED := export preprocess_service model_contract evaluation deepfake_client te
 setup: $(STAMP)
 
 # torch 2.14.1 / torchvision 0.29.1 are the releases on this machine's disk (pyproject pins them).
-$(STAMP): pyproject.toml
+# The serving packages at exactly the image's versions: the image's lock (deploy/docker/lock.sh),
+# its hashes dropped, as constraints (the rest, torch and the tools, resolve around them).
+SERVE_LOCK := deploy/docker/requirements-serve.lock
+$(STAMP): pyproject.toml $(SERVE_LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[export,serve,openvino,eval,client,dev]"
+	sed -e '/--hash=/d' -e 's/ \\$$//' $(SERVE_LOCK) > $(VENV)/serve-constraints.txt
+	$(BIN)/pip install --quiet -c $(VENV)/serve-constraints.txt -e ".[export,serve,openvino,eval,client,dev]"
 	$(BIN)/python -m preprocess_service.face_model
 	touch $(STAMP)
 

@@ -13,34 +13,43 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=nonintera
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
  && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# Dependencies first, from the lock alone (every file's SHA-256 checked, nothing resolved at build
+# time): a change to the code reuses this layer. deploy/docker/lock.sh writes the lock.
+COPY deploy/docker/requirements-serve.lock ./
+RUN pip install --no-cache-dir --no-deps --require-hashes -r requirements-serve.lock
+# The face model, taken out of the mediapipe 0.10.21 wheel and checked against its SHA-256.
+COPY preprocess_service/face_model.py ./
+RUN python face_model.py /opt/models/face_detection_short_range.tflite
+# The project itself, with the build backend the lock installed: no download, no resolution.
 COPY pyproject.toml README.md ./
 COPY model_contract/ model_contract/
 COPY preprocess_service/ preprocess_service/
-# Versions come from pyproject.toml's [serve] extra (mediapipe pinned there). The face model is
-# taken out of the mediapipe 0.10.21 wheel and checked against its SHA-256 (face_model.py).
-# hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[serve]" \
- && python -m preprocess_service.face_model /opt/models/face_detection_short_range.tflite
+RUN pip install --no-cache-dir --no-deps --no-build-isolation .
 
 FROM ${BASE}
 ARG VERSION=0.1.0
 ARG SOURCE=https://example.invalid/deepfake-detector
+ARG BASE_DIGEST=unknown
 LABEL org.opencontainers.image.title="deepfake-service" \
+      org.opencontainers.image.base.name="${BASE}" \
+      org.opencontainers.image.base.digest="${BASE_DIGEST}" \
       org.opencontainers.image.description="Deepfake video detection: upload, verdict, evidence, receipts" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       io.deepfake.model-contract="deepfake_backbone: faces UINT8 [n,S,S,3] -> features FP32 [n,2048]; deepfake_temporal: features FP32 [b,t,2048] -> probabilities FP32 [b,2] (FAKE, REAL)"
-# opencv-contrib-python (required by mediapipe) links libGL and glib, and mediapipe 1.2 loads
-# libEGL and libGLESv2 at start, even on a CPU.
+# mediapipe 1.2 loads libEGL and libGLESv2 at start, even on a CPU. OpenCV is the headless build
+# (the lock's), so no libGL and with it no Mesa drivers or LLVM (about 160 MB).
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 libgl1 libegl1 libgles2 libglib2.0-0 \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get install -y --no-install-recommends python3 libegl1 libgles2 libglib2.0-0 \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
  && useradd --system --uid 10001 --home-dir /tmp --shell /usr/sbin/nologin deepfake \
  && install -d -o 10001 -m 0700 /var/lib/deepfake/keys
 COPY --from=build /opt/venv /opt/venv

@@ -194,6 +194,10 @@ def start_triton(
         f"--metrics-port={ports[2]}",
         "--allow-gpu-metrics=false",
         "--disable-auto-complete-config",
+        # as in the manifests: the service's keepalive pings are welcome (grpc_channel.py)
+        "--grpc-keepalive-permit-without-calls=true",
+        "--grpc-http2-min-recv-ping-interval-without-data=10000",
+        "--grpc-http2-max-pings-without-data=0",
         *(extra_args or []),
     ]
     process, forwarder = _spawn(command, log_path, tools.environment(), line_filter)
