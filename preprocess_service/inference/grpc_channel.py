@@ -5,12 +5,13 @@ the pods an autoscaler adds would sit idle. With a headless Service (``dns:///tr
 the name resolves to every pod's address, and the ``round_robin`` policy keeps a connection to each
 and takes them in turn. gRPC resolves the name again when a connection closes or fails, not on a
 timer: a pod that goes away is dropped at once, but a pod the autoscaler adds is found at the next
-re-resolution (docs/triton.md says how to force one). The retry policy in the service config retries a call that failed with UNAVAILABLE
-(a pod killed or draining) on another connection, a bounded number of times; keepalive pings find a
-silently dead peer; the reconnect backoff is capped, so a restarted Triton takes traffic again within
-seconds instead of after gRPC's default of up to two minutes. Triton must accept the keepalive
-pings (its ``--grpc-keepalive-permit-without-calls`` and ping-interval flags, set in the manifests
-and by deploy/triton_local), or it answers them with GOAWAY.
+re-resolution (docs/triton.md says how to force one). The retry policy in the service config
+retries a call that failed with UNAVAILABLE (a pod killed or draining) on another connection, a
+bounded number of times; keepalive pings find a silently dead peer; the reconnect backoff is capped,
+so a restarted Triton takes traffic again within seconds instead of after gRPC's default of up to
+two minutes. Triton must accept the keepalive pings (its ``--grpc-keepalive-permit-without-calls``
+and ping-interval flags, set in the manifests and by deploy/triton_local), or it answers them with
+GOAWAY.
 
 With a service mesh (Istio, Linkerd) the sidecar balances per request instead: use the mesh's
 Service name and ``pick_first``, and leave retries to one layer (``DEEPFAKE_TRITON_GRPC_LB``).
