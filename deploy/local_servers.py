@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from deploy.ports import free_port, wait_until
 
@@ -57,46 +58,46 @@ def _stop_process(process: subprocess.Popen, first_signal: signal.Signals) -> No
 
 
 @dataclass
-class PostgresServer:
+class LocalServer:
+    """A server the tests started: its process, port and private directory (data and log), all
+    removed by ``stop``."""
+
     process: subprocess.Popen
     port: int
     directory: Path
+    log_name: ClassVar[str]
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / self.log_name
+
+    def stop(self) -> None:
+        _stop_process(self.process, self.stop_signal)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass
+class PostgresServer(LocalServer):
     user: str = POSTGRES_USER
     database: str = POSTGRES_DATABASE
+    log_name: ClassVar[str] = "postgres.log"
+    stop_signal: ClassVar[signal.Signals] = signal.SIGINT  # fast shutdown: open sessions are ended, not waited for
 
     @property
     def url(self) -> str:
         """A SQLAlchemy URL (psycopg 3), as DEEPFAKE_DATABASE_URL takes it."""
         return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{self.database}"
 
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "postgres.log"
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT: open sessions are ended, not waited for), then the data is removed."""
-        _stop_process(self.process, signal.SIGINT)
-        shutil.rmtree(self.directory, ignore_errors=True)
-
 
 @dataclass
-class RedisServer:
-    process: subprocess.Popen
-    port: int
-    directory: Path
+class RedisServer(LocalServer):
+    log_name: ClassVar[str] = "redis.log"
 
     @property
     def url(self) -> str:
         """A redis:// URL, as DEEPFAKE_RATE_LIMIT_STORAGE (the ``limits`` library) takes it."""
         return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "redis.log"
-
-    def stop(self) -> None:
-        _stop_process(self.process, signal.SIGTERM)
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _version_key(bin_dir: str) -> tuple[int, ...]:
