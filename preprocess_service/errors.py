@@ -69,6 +69,13 @@ class InvalidSignature(ServiceError):
     status_code, code = 400, "invalid_signature_encoding"
 
 
+class MalformedToken(ServiceError):
+    """A receipt, attestation or envelope that cannot even be read (no JWS header, a ``kid`` that is
+    not a string, a signing time no date holds): the request is wrong, not merely unproven."""
+
+    status_code, code = 400, "malformed_token"
+
+
 class Unauthorized(ServiceError):
     status_code, code = 401, "unauthorized"
 

@@ -84,6 +84,7 @@ class Verification:
     key_id: str | None = None
     signed_at: datetime | None = None
     error: str | None = None
+    malformed: bool = False  # unreadable, not merely unproven: the route answers 400 malformed_token
 
 
 class Signer:
@@ -110,7 +111,7 @@ class Signer:
         SHA-256 and size). Never raises on what a caller sends: anything else is ``valid: false``."""
         header, error = attestation_header(token)
         if header is None:
-            return Verification(False, "jws-attestation", error=error)
+            return Verification(False, "jws-attestation", error=error, malformed=True)
         key_id = header["kid"]
         payload, error = self._verified_payload(token, header, "attestation")
         if payload is None:
@@ -151,9 +152,8 @@ class Signer:
         signed_at_ms = int.from_bytes(envelope[36:44], "big")
         signed_at = date_of(signed_at_ms / 1000)
         if signed_at is None:  # 8 bytes of milliseconds reach far past year 9999: no key signed such a time
-            return Verification(
-                False, "attestation", key_id, error="the attestation's signing time is not a date (past year 9999)"
-            )
+            error = "the attestation's signing time is not a date (past year 9999)"
+            return Verification(False, "attestation", key_id, error=error, malformed=True)
         key = self.public_keys.get(key_id)
         if key is None:
             return Verification(
@@ -174,6 +174,17 @@ class Signer:
         header = {"alg": "RS256", "kid": self.key_id, "typ": typ}
         payload = json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()
         return jws.serialize_compact(header, payload, jwk.RSAKey.import_key(self._private_key))
+
+    @staticmethod
+    def unreadable_receipt(token: str) -> str | None:
+        """Why ``token`` cannot be read as a receipt at all (no JWS header, a ``kid`` that is not a
+        string), or None: the route answers such a token 400, and any readable one ``valid`` or not."""
+        header = receipt_header(token)
+        if header is None:
+            return "not a compact JWS receipt (three base64url parts, the first a JSON object)"
+        if not isinstance(header.get("kid"), str):
+            return "the receipt's header names no key id (kid must be a string)"
+        return None
 
     def read_receipt(self, token: str) -> tuple[dict | None, str | None, str | None]:
         """(claims, key id, error): claims only when a key of this service signed exactly these bytes

@@ -203,10 +203,35 @@ def local_address(response: httpx.Response) -> tuple:
 
 
 def assert_answered_invalid(response: httpx.Response) -> None:
-    assert response.status_code == 200, response.text[:300]
+    """A token that cannot be read is 400 ``malformed_token``; a readable one that proves nothing is
+    200 ``valid: false``: either way with words, and never on a connection the server closes."""
     body = response.json()
-    assert body["valid"] is False and isinstance(body["error"], str) and body["error"], body
+    if response.status_code == 400:
+        assert body["error"]["code"] == "malformed_token" and body["error"]["message"], body
+    else:
+        assert response.status_code == 200, response.text[:300]
+        assert body["valid"] is False and isinstance(body["error"], str) and body["error"], body
     assert response.headers.get("connection", "").lower() != "close"
+
+
+THE_ISSUES_CASES = ["kid is a list", "kid is an object", "kid is a number", "header nested 20000 deep"]
+
+
+def test_the_reported_tokens_are_400_malformed_token(service, service_key):
+    """The cases issue 18 found answering 500 (a kid of another type, a header 20,000 levels deep, an
+    envelope time past year 9999): each now 400 with its code, on a connection kept alive."""
+    key_id = key_id_of(service_key.public_key())
+    receipts = header_tokens(key_id)
+    late = base64.b64encode(ENVELOPE_MAGIC + bytes.fromhex(key_id) + (253402300800000).to_bytes(8, "big") + b"\0" * 256)
+    with httpx.Client(timeout=60) as client:
+        answers = [verify_receipt(client, service, receipts[case]) for case in THE_ISSUES_CASES]
+        files = {"file": ("clip.mp4", PAYLOAD)}
+        answers.append(
+            client.post(service + "/integrity/verify", files=files, data={"signature_base64": late.decode()})
+        )
+        for answer in answers:
+            assert answer.status_code == 400 and answer.json()["error"]["code"] == "malformed_token", answer.text
+        assert len({local_address(answer) for answer in answers}) == 1  # one connection throughout
 
 
 def bad_call_problem(send: Callable[[httpx.Client, str], httpx.Response], client: httpx.Client, token: str) -> str:

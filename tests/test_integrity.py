@@ -90,7 +90,7 @@ def test_verify_wants_exactly_one_of_attestation_and_signature(service):
     response = post_file(service, PAYLOAD, "/integrity/verify", data=both)
     assert response.status_code == 422 and "not both" in response.json()["error"]["message"]
     garbage = verify_attestation(service, PAYLOAD, "not.a.jws")
-    assert garbage.status_code == 200 and garbage.json()["valid"] is False and garbage.json()["error"]
+    assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "malformed_token"  # unreadable
     misplaced = verify(service, PAYLOAD, signed["attestation"])  # the JWS in the old field: says where it goes
     assert misplaced.status_code == 400 and "'attestation' field" in misplaced.json()["error"]["message"]
 

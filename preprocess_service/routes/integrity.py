@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 
 from preprocess_service.dependencies import AdmittedDep, ServicesDep, SigningDep, UploadDep, multipart_body
-from preprocess_service.errors import InvalidRequest, InvalidSignature
+from preprocess_service.errors import InvalidRequest, InvalidSignature, MalformedToken
 from preprocess_service.integrity import date_of
 from preprocess_service.schemas import (
     PublicKeyResponse,
@@ -80,7 +80,8 @@ async def sign(caller: SigningDep, upload: UploadDep, services: ServicesDep) -> 
 @router.post("/verify", response_model=VerifyResponse, openapi_extra=_verify_body())
 async def verify(caller: AdmittedDep, upload: UploadDep, services: ServicesDep) -> VerifyResponse:
     """Was this file signed here? ``attestation``: the JWS; ``signature_base64``: an old envelope or
-    a bare signature. A token that is no attestation is ``valid: false`` with its ``error``."""
+    a bare signature. A token that cannot be read at all is ``400 malformed_token``; a readable one
+    that proves nothing here is ``valid: false`` with its ``error``."""
     token, encoded = upload.fields.get("attestation"), upload.fields.get("signature_base64")
     if token is None and encoded is None:
         raise InvalidRequest("missing form field 'attestation' (the JWS; or 'signature_base64', deprecated)")
@@ -90,6 +91,8 @@ async def verify(caller: AdmittedDep, upload: UploadDep, services: ServicesDep) 
         result = services.signer.verify_attestation("".join(token.split()), upload.sha256, upload.size)
     else:
         result = services.signer.verify(bytes.fromhex(upload.sha256), decode_signature(encoded or ""))
+    if result.malformed:
+        raise MalformedToken(result.error or "the attestation cannot be read")
     return VerifyResponse(
         video_filename=upload.filename,
         sha256_hex=upload.sha256,
@@ -110,12 +113,15 @@ async def verify(caller: AdmittedDep, upload: UploadDep, services: ServicesDep) 
 async def verify_receipt(caller: AdmittedDep, upload: UploadDep, services: ServicesDep) -> ReceiptVerifyResponse:
     """Did this service say this about this file? The receipt's signature must hold under one of its
     keys, and the uploaded file must be the one the receipt names (its SHA-256). Anything that is not
-    such a receipt is ``valid: false`` with its ``error``, as a wrong signature is: the caller sent a
-    well-formed request, and the answer is that the token proves nothing."""
+    such a receipt is ``valid: false`` with its ``error``, as a wrong signature is; a token that cannot
+    be read as a JWS at all (no header, a ``kid`` that is not a string) is ``400 malformed_token``."""
     token = upload.fields.get("receipt")
     if token is None:
         raise InvalidRequest("missing form field 'receipt'")
-    claims, key_id, error = services.signer.read_receipt("".join(token.split()))
+    compact = "".join(token.split())
+    if (unreadable := services.signer.unreadable_receipt(compact)) is not None:
+        raise MalformedToken(unreadable)
+    claims, key_id, error = services.signer.read_receipt(compact)
     issued_at = None
     if claims is not None:  # read_receipt checked both: iat is a date, file an object with its sha256
         issued = date_of(claims["iat"])
