@@ -110,8 +110,9 @@ class Signer:
         """Valid only where a key of this service signed a well-formed attestation of this file (its
         SHA-256 and size). Never raises on what a caller sends: anything else is ``valid: false``."""
         header, error = attestation_header(token)
-        if header is None:
-            return Verification(False, "jws-attestation", error=error, malformed=True)
+        if header is None:  # unreadable (400), or a readable JWS that is no attestation (valid: false)
+            unreadable = self.unreadable_receipt(token) is not None
+            return Verification(False, "jws-attestation", error=error, malformed=unreadable)
         key_id = header["kid"]
         payload, error = self._verified_payload(token, header, "attestation")
         if payload is None:
@@ -177,8 +178,9 @@ class Signer:
 
     @staticmethod
     def unreadable_receipt(token: str) -> str | None:
-        """Why ``token`` cannot be read as a receipt at all (no JWS header, a ``kid`` that is not a
-        string), or None: the route answers such a token 400, and any readable one ``valid`` or not."""
+        """Why ``token`` cannot be read as a JWS at all (no header, a ``kid`` that is not a string), or
+        None: the routes answer such a token 400, and any readable one ``valid`` or not (a receipt
+        given as an attestation, or the reverse, is readable: ``valid: false``)."""
         header = receipt_header(token)
         if header is None:
             return "not a compact JWS receipt (three base64url parts, the first a JSON object)"

@@ -54,6 +54,7 @@ class DecodedVideo:
 
     video: SampledVideo
     faces: FaceCrops
+    started: float  # perf_counter when the worker began (a request may first wait for a free one)
     decode_s: float  # decoding, with the faces found meanwhile
     faces_s: float  # the face work left once decoding ended
 
@@ -104,7 +105,7 @@ class Analyzer:
             raise
         decoded = time.perf_counter()
         faces = collector.result()
-        return DecodedVideo(video, faces, decoded - started, time.perf_counter() - decoded)
+        return DecodedVideo(video, faces, started, decoded - started, time.perf_counter() - decoded)
 
     async def analyze(self, path: Path) -> Analysis:
         model = await self.model_info()
@@ -144,8 +145,11 @@ class Analyzer:
         def at(moment: float) -> int:  # a perf_counter reading as the epoch nanoseconds spans take
             return started_ns + int((moment - started) * 1e9)
 
-        tracing.stage("decode", started_ns, at(started + decoded.decode_s), frames=len(video.sample_indices))
-        tracing.stage("faces", at(started + decoded.decode_s), at(found), faces=len(faces.positions))
+        decoding_ended = decoded.started + decoded.decode_s
+        if decoded.started > started:  # waited for a free decode worker (DEEPFAKE_CPU_THREADS)
+            tracing.stage("queued", started_ns, at(decoded.started))
+        tracing.stage("decode", at(decoded.started), at(decoding_ended), frames=len(video.sample_indices))
+        tracing.stage("faces", at(decoding_ended), at(found), faces=len(faces.positions))
         tracing.stage("backbone", at(found), at(featured), batch=len(faces.positions), backend=self._backend.name)
         tracing.stage("head", at(featured), at(inferred), backend=self._backend.name)
         self._metrics.backbone_batch.observe(len(faces.positions))

@@ -21,7 +21,7 @@ from preprocess_service.access import AccessPolicy
 from preprocess_service.admission import Admission
 from preprocess_service.errors import BackendUnavailable
 from preprocess_service.faces import FaceDetector
-from preprocess_service.history.recorder import History, open_history
+from preprocess_service.history.recorder import History, open_history, watch_forever
 from preprocess_service.inference import InferenceBackend, make_backend
 from preprocess_service.integrity import Signer, load_signer
 from preprocess_service.metrics import Metrics
@@ -93,6 +93,8 @@ class Services:
 def _chores(settings: Settings, history: History) -> list:
     """What runs beside the requests for the application's life: retention, the images' TTL sweep."""
     chores = [retention.purge_forever(history, settings)]
+    if history.waiting():  # configured but not open yet: keep trying, whether or not /readyz is probed
+        chores.append(watch_forever(history))
     if settings.artifacts:
         settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
         chores.append(artifacts.sweep_forever(settings.artifacts_dir, settings.artifacts_ttl_s))

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_contract import backbone_model_name
@@ -178,6 +178,18 @@ class Settings(BaseSettings):
     signing_key: Path | None = Field(None, description="PEM private key, e.g. a mounted Kubernetes Secret")
     keys_dir: Path = Path("var/keys")
     previous_keys_dir: Path | None = Field(None, description="public keys (*.pem) rotated out; still verify")
+
+    @model_validator(mode="after")
+    def _shared_memory_needs_one_server(self) -> Settings:
+        """Shared-memory regions are registered with one Triton; a round-robin channel over several
+        would send the inference that reads them to another, which does not have them."""
+        several = "," in self.triton_grpc_url or self.triton_grpc_url.startswith("dns:")
+        if self.triton_shm and self.backend == "triton-grpc" and several and self.triton_grpc_lb == "round_robin":
+            raise ValueError(
+                "DEEPFAKE_TRITON_SHM needs one Triton on this host: with several addresses in "
+                "DEEPFAKE_TRITON_GRPC_URL, set DEEPFAKE_TRITON_GRPC_LB=pick_first or turn shared memory off"
+            )
+        return self
 
     @property
     def backbone_model_name(self) -> str:

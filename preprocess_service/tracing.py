@@ -41,9 +41,11 @@ def configure(settings: Any) -> None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider = TracerProvider(resource=Resource.create({"service.name": settings.otel_service_name}))
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):  # else one set around the app: export from it too
+            provider = TracerProvider(resource=Resource.create({"service.name": settings.otel_service_name}))
+            trace.set_tracer_provider(provider)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
-        trace.set_tracer_provider(provider)
         _exporter_installed = True
         log.info("traces exported over OTLP to %s", settings.otlp_endpoint)
     if not _clients_instrumented:
@@ -62,6 +64,8 @@ def instrument_app(app: Any) -> None:
 
 
 def instrument_engine(engine: Any) -> None:
+    """The history's engine; the instrumentation also wraps ``create_engine`` for the whole process,
+    so an engine made later (a history opened once its database is there) is traced too."""
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
     # Its declared range stops before SQLAlchemy 2.1, whose engine events it uses are unchanged:

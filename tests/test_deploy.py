@@ -165,7 +165,9 @@ def test_grpc_reaches_every_triton_pod_and_a_job_migrates_once(overlay):
     assert [port["port"] for port in headless["ports"]] == [8001]
     settings = find(objects, "ConfigMap", "deepfake-api-settings")["data"]
     assert settings["DEEPFAKE_MIGRATE_ON_START"] == "false" and settings["DEEPFAKE_TRITON_GRPC_LB"] == "round_robin"
-    job = find(objects, "Job", "deepfake-migrate")["spec"]["template"]["spec"]
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "base" / "kustomization.yaml").read_text())
+    release = next(image["newTag"] for image in kustomization["images"] if image["name"] == "deepfake-service")
+    job = find(objects, "Job", f"deepfake-migrate-{release}")["spec"]["template"]["spec"]  # a Job per release
     migrate = job["containers"][0]
     assert migrate["args"] == ["deepfake-serve", "--migrate"] and job["restartPolicy"] == "OnFailure"
     env = {e["name"]: e for e in migrate["env"]}

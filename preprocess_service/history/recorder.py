@@ -81,28 +81,41 @@ class History:
         # A configured history that could not open (database down, schema not yet migrated): tried
         # again from /readyz, at most every REOPEN_INTERVAL_S, so a pod picks it up once it is there.
         self._opener, self.open_error = opener, open_error
-        self._last_attempt, self._reopening = time.monotonic(), False
+        self._last_attempt, self._reopening, self._closed = time.monotonic(), False, False
+        self._reopen_lock = threading.Lock()  # probes and the watch chore ask from several threads
 
     def _reopen_soon(self) -> None:
         """Starts one attempt in a thread of its own: an unreachable database may take its whole
         connect timeout, and the readiness probe that asked must answer within its own."""
-        opener = self._opener
-        if opener is None or self._reopening or time.monotonic() - self._last_attempt < REOPEN_INTERVAL_S:
-            return
-        self._reopening, self._last_attempt = True, time.monotonic()
+        with self._reopen_lock:
+            opener = self._opener
+            due = time.monotonic() - self._last_attempt >= REOPEN_INTERVAL_S
+            if opener is None or self._reopening or self._closed or not due:
+                return
+            self._reopening, self._last_attempt = True, time.monotonic()
 
         def attempt() -> None:
+            store: HistoryStore | None = None
             try:
-                self.store = opener()
-            except (*FAILURES, SchemaBehind) as error:
+                store = opener()
+            except Exception as error:  # anything: logged, said in /readyz, tried again later
                 self.open_error = _open_failure(error)
-            else:
-                log.info("history database available")
-                self.open_error, self._opener = None, None
-            finally:
+                log.warning("history still unavailable: %s", self.open_error)
+            with self._reopen_lock:
                 self._reopening = False
+                if store is None:
+                    return
+                if self._closed:  # the application ended while this attempt ran
+                    store.close()
+                    return
+                self.store, self.open_error, self._opener = store, None, None
+            log.info("history database available")
 
         threading.Thread(target=attempt, name="history-reopen", daemon=True).start()
+
+    def waiting(self) -> bool:
+        """A configured history not open yet (the watch chore keeps trying while this holds)."""
+        return self.store is None and self._opener is not None
 
     def health(self) -> dict:
         """What /readyz says of the history: off, ok, or degraded (answers given but not stored: a
@@ -183,6 +196,8 @@ class History:
         return saved
 
     def close(self) -> None:
+        with self._reopen_lock:
+            self._closed = True
         if self.store is not None:
             self.store.close()
 
@@ -193,6 +208,14 @@ class History:
         if self.store is None:
             raise HistoryUnavailable("the history database is not available")
         return self.store
+
+
+async def watch_forever(history: History) -> None:
+    """Keeps trying a configured history that could not open, also where nothing probes /readyz (a
+    plain container run); each attempt runs in its own thread (History._reopen_soon)."""
+    while history.waiting():
+        await asyncio.to_thread(history.health)
+        await asyncio.sleep(REOPEN_INTERVAL_S)
 
 
 def _open_failure(error: BaseException) -> str:

@@ -7,16 +7,20 @@ the stored answers, so their cost does not grow with what an answer holds.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Engine, create_engine, delete, func, select, text
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError as AlembicError
+from sqlalchemy import ColumnElement, Engine, create_engine, delete, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -73,19 +77,43 @@ class SchemaBehind(RuntimeError):
     (a Kubernetes Job does, once): the history waits rather than write into an old schema."""
 
 
+def _alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+@contextmanager
+def _sqlite_file_lock(url: str) -> Iterator[None]:
+    """An exclusive lock beside a SQLite file while it is migrated: pysqlite commits each DDL
+    statement at once, so two processes (``deepfake-serve --workers N``) could both create the
+    tables. Nothing to lock for other databases (PostgreSQL: the advisory lock) or in memory."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        yield
+        return
+    lock_path = Path(f"{parsed.database}.migrate.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def migrate(url: str) -> None:
     """Alembic's ``upgrade head``, once however many processes ask at the same moment.
 
     On PostgreSQL the upgrade runs on a connection that holds a session advisory lock: a second
     process (another replica, the migration Job) waits for the first, then finds the head revision
-    and has nothing to do. SQLite serialises writers itself (and Alembic's DDL runs in one
-    transaction there)."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    and has nothing to do. A session lock needs a direct connection (or a session-pooling
+    PgBouncer), not transaction pooling. On SQLite a file lock beside the database does the same."""
+    config = _alembic_config(url)
     engine = create_engine(url, poolclass=NullPool)
     try:
-        with engine.connect() as connection:
+        with _sqlite_file_lock(url), engine.connect() as connection:
             locked = connection.dialect.name == "postgresql"
             if locked:
                 connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
@@ -96,10 +124,18 @@ def migrate(url: str) -> None:
                 connection.commit()
             finally:
                 if locked:
-                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
-                    connection.commit()
+                    with suppress(SQLAlchemyError):  # a dead connection ends its session lock anyway
+                        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                        connection.commit()
     finally:
         engine.dispose()
+
+
+def _known_revision(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_revision(revision) is not None
+    except AlembicError:  # a revision none of this release's migrations names: a newer release's
+        return False
 
 
 def _owned(owner: str | None) -> list[ColumnElement[bool]]:
@@ -122,14 +158,14 @@ class HistoryStore:
         self._remember_file()
 
     def require_head(self) -> None:
-        """Raises SchemaBehind unless the database is at this release's revision (not migrating)."""
-        try:
-            revision = self.revision()
-        except SQLAlchemyError as error:  # no alembic_version table: never migrated
-            if "alembic_version" not in str(error):
-                raise
-            revision = None
-        if revision != HEAD_REVISION:
+        """Raises SchemaBehind unless the database is at this release's revision, or at one this
+        release does not know (a newer release's: its migrations only add, so this one still reads
+        and writes; a rollback or an old pod during a rollout keeps its history)."""
+        with self.engine.connect() as connection:
+            migrated = inspect(connection).has_table("alembic_version")
+        revision = self.revision() if migrated else None
+        known = revision is not None and _known_revision(revision)
+        if revision != HEAD_REVISION and (revision is None or known):
             raise SchemaBehind(
                 f"the history database is at revision {revision or 'none'}, this release needs {HEAD_REVISION}:"
                 " run `deepfake-serve --migrate` (the Kubernetes migration Job does)"
@@ -279,6 +315,7 @@ class HistoryStore:
             session.execute(delete(AnalysisRecord).where(AnalysisRecord.id.in_(ids[start : start + DELETE_CHUNK])))
 
     def revision(self) -> str | None:
+        """The database's Alembic revision (raises where it was never migrated)."""
         with self.engine.connect() as connection:
             return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 

@@ -23,6 +23,11 @@ import json
 from typing import Any
 
 MAX_MESSAGE_BYTES = 2**31 - 1  # what tritonclient sets by default: a batch of crops is tens of MiB
+# gRPC retries only a call whose request it still holds, by default 256 KiB of it: a backbone call
+# (30 crops of 180 px: 2.9 MB; 64 of 224 px: 9.6 MB) would never be retried. Held only while a call
+# is in flight.
+RETRY_BUFFER_PER_CALL = 32 * 2**20
+RETRY_BUFFER_TOTAL = 256 * 2**20
 RETRIED_STATUS = ["UNAVAILABLE"]  # never DEADLINE_EXCEEDED: the service's own deadline is final
 
 
@@ -54,6 +59,8 @@ def channel_options(load_balancing: str = "round_robin", attempts: int = 3, max_
         ("grpc.lb_policy_name", load_balancing),
         ("grpc.service_config", json.dumps(service_config(load_balancing, attempts))),
         ("grpc.enable_retries", 1 if attempts > 1 else 0),
+        ("grpc.per_rpc_retry_buffer_size", RETRY_BUFFER_PER_CALL),
+        ("grpc.retry_buffer_size", RETRY_BUFFER_TOTAL),
         ("grpc.keepalive_time_ms", 20_000),  # a ping every 20 s on an idle connection
         ("grpc.keepalive_timeout_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
