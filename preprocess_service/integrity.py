@@ -192,12 +192,11 @@ class Signer:
         """(claims, key id, error): claims only when a key of this service signed exactly these bytes
         and they are a well-formed receipt. Never raises on what a caller sends: a token that is not
         one is an error string, so the route answers ``valid: false`` instead of a 500."""
+        if (unreadable := self.unreadable_receipt(token)) is not None:
+            return None, None, unreadable
         header = receipt_header(token)
-        if header is None:
-            return None, None, "not a compact JWS receipt (three base64url parts, the first a JSON object)"
-        key_id = header.get("kid")
-        if not isinstance(key_id, str):
-            return None, None, "the receipt's header names no key id (kid must be a string)"
+        assert header is not None  # unreadable_receipt read it
+        key_id = header["kid"]
         payload, error = self._verified_payload(token, header, "receipt")
         if payload is None:
             return None, key_id, error

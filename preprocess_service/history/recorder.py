@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -79,20 +78,19 @@ class History:
         self.store, self._metrics, self._cache = store, metrics, cache
         self.write_failure: str | None = None  # the last failed save, until one succeeds
         # A configured history that could not open (database down, schema not yet migrated): tried
-        # again from /readyz, at most every REOPEN_INTERVAL_S, so a pod picks it up once it is there.
+        # again every REOPEN_INTERVAL_S by watch_forever, so a pod picks it up once it is there.
         self._opener, self.open_error = opener, open_error
-        self._last_attempt, self._reopening, self._closed = time.monotonic(), False, False
-        self._reopen_lock = threading.Lock()  # probes and the watch chore ask from several threads
+        self._reopening, self._closed = False, False
+        self._reopen_lock = threading.Lock()  # the attempt's thread and close() meet here
 
-    def _reopen_soon(self) -> None:
-        """Starts one attempt in a thread of its own: an unreachable database may take its whole
-        connect timeout, and the readiness probe that asked must answer within its own."""
+    def reopen_soon(self) -> None:
+        """Starts one attempt in a thread of its own (none while one runs): an unreachable database
+        may take its whole connect timeout, and the event loop must not wait for it."""
         with self._reopen_lock:
             opener = self._opener
-            due = time.monotonic() - self._last_attempt >= REOPEN_INTERVAL_S
-            if opener is None or self._reopening or self._closed or not due:
+            if opener is None or self._reopening or self._closed:
                 return
-            self._reopening, self._last_attempt = True, time.monotonic()
+            self._reopening = True
 
         def attempt() -> None:
             store: HistoryStore | None = None
@@ -120,8 +118,6 @@ class History:
     def health(self) -> dict:
         """What /readyz says of the history: off, ok, or degraded (answers given but not stored: a
         failed write, a database that could not be opened, or a schema not yet migrated)."""
-        if self.store is None:
-            self._reopen_soon()
         if self.store is None:
             return {"status": "degraded", "error": self.open_error} if self.open_error else {"status": "off"}
         failure = self.write_failure
@@ -211,11 +207,11 @@ class History:
 
 
 async def watch_forever(history: History) -> None:
-    """Keeps trying a configured history that could not open, also where nothing probes /readyz (a
-    plain container run); each attempt runs in its own thread (History._reopen_soon)."""
+    """Keeps trying a configured history that could not open until it opens; each attempt runs in a
+    thread of its own (History.reopen_soon)."""
     while history.waiting():
-        await asyncio.to_thread(history.health)
         await asyncio.sleep(REOPEN_INTERVAL_S)
+        history.reopen_soon()
 
 
 def _open_failure(error: BaseException) -> str:
@@ -226,7 +222,7 @@ def _open_failure(error: BaseException) -> str:
 
 def open_history(settings: Settings, metrics: Metrics) -> History:
     """Migrated (or, where a Job migrates, checked to be at this release's revision) and ready; else a
-    History without a store that says why in /readyz (degraded) and tries again from there."""
+    History without a store that says why in /readyz (degraded) until watch_forever opens it."""
     if not settings.history:
         return History(None, metrics, cache=False)
 
