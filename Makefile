@@ -12,7 +12,7 @@ IMAGE  ?= localhost/deepfake-service:0.1.0
 COVERAGE_ALL  ?= 90
 COVERAGE_FAST ?= 60
 
-.PHONY: image image-test setup model serve test test-fast lint triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-history bench-load kubectl chromium postgres redis clean
+.PHONY: image image-test setup model serve test test-fast lint checkov registry triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-history bench-load kubectl chromium postgres redis clean
 LINTED := export preprocess_service model_contract evaluation deepfake_client testing tests benchmarks deploy
 
 setup: $(STAMP)
@@ -41,7 +41,7 @@ serve: model
 
 # Everything: lint and types, the unit layer, and the integration tests (real HTTP, a real Triton,
 # PostgreSQL, Redis and Chromium, real videos). What CI runs; fails below COVERAGE_ALL per cent.
-test: lint kubectl chromium postgres redis
+test: lint kubectl checkov registry chromium postgres redis
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_ALL)
 
 # The fast layer: lint, types and tests/unit (the fake backend, no model export, no Debian
@@ -70,6 +70,20 @@ chromium:
 # The deployment tests render the kustomize overlays with kubectl (Debian: kubernetes-client).
 kubectl:
 	@command -v kubectl >/dev/null || { apt-get update -qq && apt-get install -y -qq kubernetes-client; }
+
+# checkov scans every rendered manifest and the Dockerfile in the deployment tests (tests/test_deploy.py).
+# Pinned, from PyPI, in a venv of its own: its dependency pins would fight the service's.
+CHECKOV_VERSION := 3.3.30
+checkov: $(VENV)/checkov/bin/checkov
+$(VENV)/checkov/bin/checkov: | setup
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+
+# `python -m deploy.release_images pin` is tested against a real registry (Debian: docker-registry,
+# the CNCF distribution server), started by the test on a free loopback port.
+registry:
+	@command -v docker-registry >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
 
 # The history and rate-limit tests start their own PostgreSQL and Redis (deploy/local_servers.py: private
 # servers on free loopback ports, in temporary directories); only the binaries are needed. Debian's

@@ -27,6 +27,7 @@ from evaluation.runner import RULES, analyze_all
 from evaluation.summary import summarise
 from evaluation.threshold import write_thresholds
 from model_contract import backbone_model_name
+from model_contract.repository_digests import LIST_NAME, digest_of_list, write_digest_list
 
 EXIT_USAGE = 2
 
@@ -118,6 +119,11 @@ def evaluate(args: argparse.Namespace) -> int:
         model_dir = args.model_repository / backbone_model_name(model.get("precision", "fp32"))
         written = write_thresholds(model_dir, {rule: entry["value"] for rule, entry in chosen.items()})
         print(f"thresholds recorded in {', '.join(map(str, written))}; restart the service (or Triton) to apply")
+        if (args.model_repository / LIST_NAME).exists():  # the configs changed: so must the list a cluster pins
+            listed = write_digest_list(args.model_repository)
+            print(
+                f"rewrote {listed}, sha256 {digest_of_list(listed)}: pin it again (MODEL_REPOSITORY_SHA256SUMS_DIGEST)"
+            )
     return 0
 
 

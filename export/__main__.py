@@ -21,9 +21,11 @@ from export.parity import ParityError, format_table
 from export.precision import DEFAULT_MAX_DELTA, PrecisionParityError, format_rows
 from export.repository import export_reduced_precisions, export_repository
 from model_contract import PRECISIONS, PROFILES
+from model_contract.repository_digests import digest_of_list, pin_hint, write_digest_list
 
 EXIT_BAD_CHECKPOINT = 2
 EXIT_PARITY = 1
+EXIT_UNLISTABLE = 3  # the models are written, but the repository holds a symlink or special file: no SHA256SUMS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -120,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ParityError, PrecisionParityError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_PARITY
+    # Last, once every model, config and parameter is in place: the list the cluster verifies against.
+    try:
+        digest = digest_of_list(write_digest_list(args.repository))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNLISTABLE
+    print(f"wrote {args.repository}/SHA256SUMS, sha256 {digest}\n{pin_hint(digest)}")
     architecture = ", ".join(f"{key}={value}" for key, value in model.detector.shape.describe().items())
     print(
         f"exported {model.family} model ({architecture}; preprocessing {model.preprocessing.name})"

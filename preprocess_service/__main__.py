@@ -47,7 +47,8 @@ def migrate_history() -> None:
     from preprocess_service.history.store import HEAD_REVISION, HistoryStore
     from preprocess_service.settings import get_settings
 
-    store = HistoryStore(get_settings().database_url)
+    settings = get_settings()
+    store = HistoryStore(settings.database_url, settings.database_sslmode, settings.database_sslrootcert)
     try:
         store.migrate()
         print(f"deepfake-serve: the history database is at revision {store.revision()} (head {HEAD_REVISION})")

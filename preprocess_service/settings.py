@@ -7,8 +7,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from model_contract import backbone_model_name
 from model_contract.identity import Rule
@@ -17,10 +23,20 @@ from preprocess_service.face_model import DEFAULT_PATH as DEFAULT_FACE_MODEL
 Backend = Literal["embedded", "triton-http", "triton-grpc"]
 Precision = Literal["fp32", "bf16", "int8"]
 Runtime = Literal["auto", "onnxruntime", "openvino"]
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+IN_CLUSTER = "in a cluster, pass it as a file in DEEPFAKE_SECRETS_DIR (environment variables show in /proc/*/environ)"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEEPFAKE_", env_file=None, extra="ignore", populate_by_name=True)
+
+    # Where credentials come from in a cluster (settings_customise_sources below)
+    secrets_dir: Path | None = Field(
+        None,
+        description="a directory of files named after settings (deepfake_api_keys, deepfake_database_url, ...), "
+        "one value per file: Kubernetes Secrets mounted as files; init arguments and DEEPFAKE_* variables "
+        "win over a file; a directory that does not exist stops the service at start",
+    )
 
     # Inference
     backend: Backend = "embedded"
@@ -111,8 +127,9 @@ class Settings(BaseSettings):
     # Access (see access.py): keys stored hashed, "id:sha256hex[:operator],..."; none configured = open (a laptop)
     api_keys: str = Field(
         "",
-        description="id:sha256-hex[:operator] entries, comma-separated (a Secret in a cluster); "
-        "an operator key sees and erases every owner's analyses",
+        repr=False,
+        description="id:sha256-hex[:operator] entries, comma-separated; "
+        f"an operator key sees and erases every owner's analyses; {IN_CLUSTER}: deepfake_api_keys",
     )
     require_api_key: bool = Field(False, description="with keys configured: needed for every route, not only signing")
     rate_limit: str = Field("120/minute", description="per API key, else per client address (limits syntax)")
@@ -122,8 +139,10 @@ class Settings(BaseSettings):
     )
     rate_limit_storage: str = Field(
         "memory://",
+        repr=False,  # redis://:password@host/0
         description="where rate-limit counters live (limits storage URL): memory:// is per process; "
-        "redis://host:6379/0 is shared by every replica",
+        f"redis://host:6379/0 is shared by every replica; with a password, {IN_CLUSTER}: "
+        "deepfake_rate_limit_storage",
     )
     trusted_proxies: str = Field(
         "",
@@ -135,7 +154,20 @@ class Settings(BaseSettings):
     # History (preprocess_service/history): every answer stored; SQLite here, PostgreSQL in a cluster
     history: bool = Field(True, description="store every /predict/ answer")
     database_url: str = Field(
-        "sqlite:///var/history.sqlite3", description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db"
+        "sqlite:///var/history.sqlite3",
+        repr=False,  # holds the database password
+        description=f"SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db; {IN_CLUSTER}: deepfake_database_url",
+    )
+    database_sslmode: SslMode | None = Field(
+        None,
+        description="PostgreSQL: the least TLS the history's connections use (libpq sslmode), set in the "
+        "cluster's configuration: a weaker sslmode in DEEPFAKE_DATABASE_URL's query is raised to it; "
+        "ignored for SQLite",
+    )
+    database_sslrootcert: Path | None = Field(
+        None,
+        description="PostgreSQL: CA certificate(s) the server's certificate is verified against "
+        "(verify-ca, verify-full); ignored for SQLite",
     )
     migrate_on_start: bool = Field(
         True,
@@ -178,6 +210,38 @@ class Settings(BaseSettings):
     signing_key: Path | None = Field(None, description="PEM private key, e.g. a mounted Kubernetes Secret")
     keys_dir: Path = Path("var/keys")
     previous_keys_dir: Path | None = Field(None, description="public keys (*.pem) rotated out; still verify")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' order (init > environment > dotenv > secret files), with the secret files'
+        directory chosen at run time: ``secrets_dir`` given at init, else DEEPFAKE_SECRETS_DIR.
+
+        A directory that is not there raises (pydantic-settings would only warn): a mistyped mount
+        path must not start a service without its API keys, open to anyone."""
+        chosen = init_settings().get("secrets_dir") or env_settings().get("secrets_dir")
+        if not chosen:
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        directory = Path(chosen).expanduser()
+        if not directory.is_dir():
+            what = "is not a directory" if directory.exists() else "does not exist"
+            raise SettingsError(
+                f"DEEPFAKE_SECRETS_DIR {str(directory)!r} {what}: the secret files (deepfake_api_keys, "
+                "deepfake_database_url, ...) are mounted elsewhere, or not at all"
+            )
+        return init_settings, env_settings, dotenv_settings, SecretsSettingsSource(settings_cls, secrets_dir=directory)
+
+    @field_validator("secrets_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """DEEPFAKE_SECRETS_DIR= (empty) is no directory, not the working directory."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _shared_memory_needs_one_server(self) -> Settings:

@@ -26,6 +26,7 @@ from evaluation.__main__ import main
 from evaluation.metrics import choose_threshold
 from evaluation.runner import RULES, read_rows
 from export.repository import export_repository
+from model_contract import repository_digests
 from preprocess_service.settings import Settings
 from testing.sensitive_model import sensitive_model
 from testing.server import post_file, running_service
@@ -187,6 +188,7 @@ def test_a_written_threshold_changes_the_services_result_and_compare_shows_the_f
 ):
     copy = tmp_path / "repository"
     shutil.copytree(repository, copy)
+    published = repository_digests.digest_of_list(repository_digests.write_digest_list(copy))  # as deployed
     rows = [row for row in read_rows(evaluated / "results.csv") if row.ok]
     is_fake = np.array([row.label == "FAKE" for row in rows])
     scores = np.array([row.p_fake_sequence for row in rows])
@@ -204,6 +206,9 @@ def test_a_written_threshold_changes_the_services_result_and_compare_shows_the_f
     assert code == 0
     threshold = json.loads((chosen / "summary.json").read_text())["rules"]["sequence"]["threshold"]["value"]
     assert threshold != 0.5
+    listed = copy / repository_digests.LIST_NAME  # rewritten over the changed configs: a new pin, and it verifies
+    assert repository_digests.digest_of_list(listed) != published
+    assert repository_digests.verify(copy, repository_digests.digest_of_list(listed)) == []
     flipping = [row for row in rows if (row.p_fake_sequence >= 0.5) != (row.p_fake_sequence >= threshold)]
     assert flipping, f"no video between 0.5 and {threshold}: {[r.p_fake_sequence for r in rows]}"
     video = dataset / flipping[0].video

@@ -18,6 +18,7 @@ from export import parity
 from export.architectures import normalise
 from export.checkpoint import demo_model, load_checkpoint
 from export.repository import export_repository
+from model_contract.repository_digests import digest_of_list, verify
 from tests.conftest import ROOT
 from tests.test_checkpoint import save_in_layout
 
@@ -134,6 +135,9 @@ def test_cli_demo_export_with_torchscript_prints_parity_and_loads_without_the_pa
     assert len(table) == 2 * (1 + len(parity.BATCHES) * len(parity.TIMES)) and all(
         line.endswith("yes") for line in table
     )
+    listed = digest_of_list(repository / "SHA256SUMS")  # written last, over every model and config
+    assert f"sha256 {listed}" in completed.stdout and verify(repository, listed) == []
+    assert "deepfake_backbone_libtorch/3/model.pt" in (repository / "SHA256SUMS").read_text()
     libtorch = parse_config(repository / "deepfake_backbone_libtorch/config.pbtxt")
     assert libtorch.platform == "pytorch_libtorch" and libtorch.output[0].name == "features__0"
     script = (

@@ -2,9 +2,11 @@
 # Builds unchanged with docker/podman against a registry, or here with `make image` (buildah, a
 # debian:bookworm-slim base bootstrapped from Debian's packages when no registry is reachable).
 #   buildah bud -f deploy/docker/service.Dockerfile -t deepfake-service:0.1.0 .
-ARG BASE=docker.io/library/debian:bookworm-slim
+# The base, named once (build_image.sh pulls it by digest with BASE_DIGEST, or bootstraps it under
+# this name from Debian's packages; the digest it used is recorded in the image's labels).
+FROM docker.io/library/debian:bookworm-slim AS base
 
-FROM ${BASE} AS build
+FROM base AS build
 # A build host behind a TLS-inspecting proxy mounts its CA bundle and points pip at it
 # (build_image.sh does); elsewhere Debian's bundle is right.
 ARG PIP_CERT=/etc/ssl/certs/ca-certificates.crt
@@ -31,7 +33,8 @@ COPY model_contract/ model_contract/
 COPY preprocess_service/ preprocess_service/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation .
 
-FROM ${BASE}
+FROM base
+ARG BASE=docker.io/library/debian:bookworm-slim
 ARG VERSION=0.1.0
 ARG SOURCE=https://example.invalid/deepfake-detector
 ARG BASE_DIGEST=unknown

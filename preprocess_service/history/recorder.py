@@ -227,7 +227,7 @@ def open_history(settings: Settings, metrics: Metrics) -> History:
         return History(None, metrics, cache=False)
 
     def opened() -> HistoryStore:
-        store = HistoryStore(settings.database_url)
+        store = HistoryStore(settings.database_url, settings.database_sslmode, settings.database_sslrootcert)
         try:
             store.migrate() if settings.migrate_on_start else store.require_head()
         except BaseException:

@@ -15,6 +15,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -72,6 +73,33 @@ class DatabaseFileGone(OSError):
 MIGRATION_LOCK = 0x6465_6570_6661_6B65
 
 
+# libpq's sslmodes, weakest first: the configured one is a floor a URL cannot lower.
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def engine_options(url: str, sslmode: str | None = None, sslrootcert: Path | str | None = None) -> dict[str, Any]:
+    """``create_engine`` keywords that carry the configured TLS to a PostgreSQL server (libpq's
+    ``sslmode`` and ``sslrootcert``, passed to psycopg as ``connect_args``, which win over the URL's
+    query). The URL comes from a Secret someone else writes; DEEPFAKE_DATABASE_SSLMODE comes from the
+    cluster's ConfigMap and states the floor: an ``sslmode=disable`` in the URL does not turn TLS off
+    where verify-full is configured, while a stronger sslmode in the URL is kept. SQLite has no TLS:
+    both settings are ignored there (as they are when unset)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return {}
+    connect_args: dict[str, str] = {}
+    if sslmode is not None:
+        if sslmode not in SSLMODES:
+            raise ValueError(f"DEEPFAKE_DATABASE_SSLMODE {sslmode!r} is none of {', '.join(SSLMODES)}")
+        in_url = parsed.query.get("sslmode")  # a str, or a tuple where the query repeats it
+        in_url = in_url[-1] if isinstance(in_url, tuple) else in_url
+        stronger = SSLMODES[SSLMODES.index(sslmode) + 1 :]
+        connect_args["sslmode"] = in_url if isinstance(in_url, str) and in_url in stronger else sslmode
+    if sslrootcert is not None:
+        connect_args["sslrootcert"] = str(sslrootcert)
+    return {"connect_args": connect_args} if connect_args else {}
+
+
 class SchemaBehind(RuntimeError):
     """The database is not at this release's revision and this process was told not to migrate it
     (a Kubernetes Job does, once): the history waits rather than write into an old schema."""
@@ -103,15 +131,16 @@ def _sqlite_file_lock(url: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def migrate(url: str) -> None:
+def migrate(url: str, sslmode: str | None = None, sslrootcert: Path | str | None = None) -> None:
     """Alembic's ``upgrade head``, once however many processes ask at the same moment.
 
     On PostgreSQL the upgrade runs on a connection that holds a session advisory lock: a second
     process (another replica, the migration Job) waits for the first, then finds the head revision
     and has nothing to do. A session lock needs a direct connection (or a session-pooling
-    PgBouncer), not transaction pooling. On SQLite a file lock beside the database does the same."""
+    PgBouncer), not transaction pooling. On SQLite a file lock beside the database does the same.
+    ``sslmode``/``sslrootcert``: PostgreSQL's TLS, as engine_options says."""
     config = _alembic_config(url)
-    engine = create_engine(url, poolclass=NullPool)
+    engine = create_engine(url, poolclass=NullPool, **engine_options(url, sslmode, sslrootcert))
     try:
         with _sqlite_file_lock(url), engine.connect() as connection:
             locked = connection.dialect.name == "postgresql"
@@ -143,18 +172,19 @@ def _owned(owner: str | None) -> list[ColumnElement[bool]]:
 
 
 class HistoryStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sslmode: str | None = None, sslrootcert: Path | str | None = None) -> None:
+        """``sslmode``/``sslrootcert``: DEEPFAKE_DATABASE_SSLMODE/_SSLROOTCERT (engine_options)."""
         parsed = make_url(url)
         self._file: Path | None = None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             self._file = Path(parsed.database)
             self._file.parent.mkdir(parents=True, exist_ok=True)
-        self.url = url
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        self.url, self._tls = url, (sslmode, sslrootcert)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, **engine_options(url, sslmode, sslrootcert))
         self._identity: tuple[int, int] | None = None
 
     def migrate(self) -> None:
-        migrate(self.url)
+        migrate(self.url, *self._tls)
         self._remember_file()
 
     def require_head(self) -> None:
