@@ -29,17 +29,21 @@ SERVICE_PORT = 8080
 PEM_PRIVATE_KEY = "PRIVATE" + " KEY-----"  # split, or this very file would match
 
 
-def render(overlay: str) -> list[dict]:
+def kustomize(path: Path) -> str:
+    """The YAML ``kubectl kustomize`` renders from a kustomization directory."""
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is installed by `make test` (Debian package kubernetes-client)"
-    rendered = subprocess.run(
-        [kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+    return subprocess.run(
+        [kubectl, "kustomize", str(path)], capture_output=True, text=True, check=True, timeout=120
     ).stdout
-    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def render_dir(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(kustomize(path)) if doc]
+
+
+def render(overlay: str) -> list[dict]:
+    return render_dir(DEPLOY / "k8s" / "overlays" / overlay)
 
 
 @pytest.fixture(scope="module", params=["cpu", "gpu", "gpu-tensorrt"])
@@ -306,17 +310,6 @@ PERF = DEPLOY / "k8s" / "perf"
 KSERVE = DEPLOY / "k8s" / "kserve"
 RESTRICTED_APIS = {"shared-memory", "model-repository", "logging", "trace", "statistics"}
 PATCHED_TRITON = (25, 7)  # the first release with NVIDIA's August 2025 fixes
-
-
-def render_dir(path: Path) -> list[dict]:
-    rendered = subprocess.run(
-        [shutil.which("kubectl") or "kubectl", "kustomize", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
 def labels_of(objects: list[dict], name: str) -> dict:
@@ -615,15 +608,7 @@ def test_checkov_finds_nothing_and_every_skip_says_why(tmp_path):
     checkov = ROOT / ".venv" / "checkov" / "bin" / "checkov"
     assert checkov.exists(), "checkov is installed by `make test` (make checkov: pinned, from PyPI)"
     for name, path in CHECKOV_TARGETS.items():
-        (tmp_path / name).write_text(
-            subprocess.run(
-                [shutil.which("kubectl") or "kubectl", "kustomize", str(path)],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=120,
-            ).stdout
-        )
+        (tmp_path / name).write_text(kustomize(path))
     shutil.copy(DEPLOY / "docker" / "service.Dockerfile", tmp_path / "service.Dockerfile")
     files = [*CHECKOV_TARGETS, "service.Dockerfile"]
     result = subprocess.run(
