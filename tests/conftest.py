@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,24 @@ def demo_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repository = tmp_path_factory.mktemp("model_repository")
     export_repository(demo_model(), repository)
     return repository
+
+
+@pytest.fixture(scope="module")
+def module_folder(tmp_path_factory: pytest.TempPathFactory, request) -> Iterator[Callable[[str], Path]]:
+    """New folders for one test module's shared files (exports, datasets), deleted when the module ends.
+
+    An export is 170-700 MB; kept to the session's end, as tmp_path_factory keeps them, they came to 13 GB a
+    run and CI's disk ran out part-way. Function-level files use tmp_path, which pytest deletes after each
+    passing test (tmp_path_retention_policy = "failed" in pyproject.toml)."""
+    root = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+
+    def make(name: str) -> Path:
+        folder = root / name
+        folder.mkdir()
+        return folder
+
+    yield make
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

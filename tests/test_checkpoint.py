@@ -35,8 +35,8 @@ def attention_weights() -> dict:
 
 
 @pytest.fixture(scope="module")
-def attention_file(tmp_path_factory, attention_weights) -> Path:
-    return save_in_layout(attention_weights, "flat", tmp_path_factory.mktemp("ckpt") / "attention.pth")
+def attention_file(module_folder, attention_weights) -> Path:
+    return save_in_layout(attention_weights, "flat", module_folder("ckpt") / "attention.pth")
 
 
 def run_cli(*args: str) -> tuple[int, str]:

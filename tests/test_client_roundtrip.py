@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,8 +116,8 @@ class RoundTrip:
 
 
 @pytest.fixture(scope="module")
-def round_trip(demo_repository: Path, seed_videos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> RoundTrip:
-    folder = tmp_path_factory.mktemp("round_trip")
+def round_trip(demo_repository: Path, seed_videos: list[Path], module_folder: Callable[[str], Path]) -> RoundTrip:
+    folder = module_folder("round_trip")
     video = folder / "video.mp4"
     shutil.copy(seed_videos[0], video)
     receipts, keys = folder / "receipts", folder / "keys.json"

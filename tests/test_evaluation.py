@@ -36,8 +36,8 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package (make test installs it); Play
 
 
 @pytest.fixture(scope="module")
-def dataset(seed_videos, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("dataset")
+def dataset(seed_videos, module_folder) -> Path:
+    root = module_folder("dataset")
     (root / "FAKE").mkdir()
     (root / "REAL").mkdir()
     for video in seed_videos:
@@ -50,15 +50,15 @@ def dataset(seed_videos, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def repository(seed_videos, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("repository")
+def repository(seed_videos, module_folder) -> Path:
+    folder = module_folder("repository")
     export_repository(sensitive_model(seed_videos, centre_on="sequences"), folder)
     return folder
 
 
 @pytest.fixture(scope="module")
-def evaluated(dataset, repository, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("eval") / "out"
+def evaluated(dataset, repository, module_folder) -> Path:
+    out = module_folder("eval") / "out"
     assert main([str(dataset), "--out", str(out), "--model-repository", str(repository)]) == 0
     return out
 

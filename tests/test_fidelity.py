@@ -53,10 +53,10 @@ def compare(url: str, reference: OriginalPipeline, video: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def attention_per_frame(seed_videos, tmp_path_factory):
+def attention_per_frame(seed_videos, module_folder):
     model = sensitive_model(seed_videos, centre_on="frames")
     reference = OriginalPipeline(model)
-    with serving(model, tmp_path_factory.mktemp("fidelity_frames")) as (url, _):
+    with serving(model, module_folder("fidelity_frames")) as (url, _):
         yield {video.name: compare(url, reference, video) for video in seed_videos}
     reference.close()
 
@@ -92,10 +92,10 @@ def test_the_original_verdict_rule_gives_the_original_answer(attention_per_frame
         ), "the original's display frames"
 
 
-def test_sequence_verdict_matches_the_model_over_the_same_faces(seed_videos, tmp_path_factory):
+def test_sequence_verdict_matches_the_model_over_the_same_faces(seed_videos, tmp_path):
     model = sensitive_model(seed_videos, centre_on="sequences")
     reference = OriginalPipeline(model)
-    with serving(model, tmp_path_factory.mktemp("fidelity_sequences")) as (url, _):
+    with serving(model, tmp_path) as (url, _):
         results = []
         for video in seed_videos:
             expected = reference.analyze(video, with_sequence=True).sequence_p_fake
@@ -110,11 +110,11 @@ def test_sequence_verdict_matches_the_model_over_the_same_faces(seed_videos, tmp
 
 
 @pytest.mark.parametrize("profile_name", ["legacy-default", "original-legacy-app"])
-def test_legacy_profiles_match_their_reference(seed_videos, tmp_path_factory, profile_name):
+def test_legacy_profiles_match_their_reference(seed_videos, tmp_path, profile_name):
     profile = PROFILES[profile_name]
     model = sensitive_model(seed_videos[:3], family="legacy", profile=profile)
     reference = OriginalPipeline(model, legacy_app=profile.crop == "full_frame")
-    with serving(model, tmp_path_factory.mktemp(profile_name)) as (url, loaded):
+    with serving(model, tmp_path) as (url, loaded):
         assert loaded.preprocessing == profile
         for video in seed_videos[:3]:
             result = compare(url, reference, video)

@@ -23,8 +23,8 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def service(demo_repository, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("page")
+def service(demo_repository, module_folder):
+    folder = module_folder("page")
     settings = Settings(
         model_repository=demo_repository, keys_dir=folder / "keys", database_url=f"sqlite:///{folder}/history.sqlite3"
     )

@@ -37,8 +37,8 @@ def parsed_config(path: Path):
 
 
 @pytest.fixture(scope="module")
-def precision_repository(tmp_path_factory) -> Path:
-    repository = tmp_path_factory.mktemp("precisions")
+def precision_repository(module_folder) -> Path:
+    repository = module_folder("precisions")
     code = main(
         ["--demo", "--repository", str(repository), "--precision", "fp32", "bf16", "int8"]
         + ["--calibration-videos", str(SEED_VIDEOS)]
@@ -94,10 +94,10 @@ def test_reduced_precision_needs_real_calibration_videos(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def sensitive(seed_videos, tmp_path_factory):
+def sensitive(seed_videos, module_folder):
     """A checkpoint whose per-frame P(FAKE) varies, exported at fp32, with its calibration split."""
     model = sensitive_model(seed_videos, residual_scale=0.2)
-    folder = tmp_path_factory.mktemp("sensitive")
+    folder = module_folder("sensitive")
     checkpoint = save_checkpoint(model, folder / "checkpoint.pth")
     return model, checkpoint, calibration_set(SEED_VIDEOS, model.preprocessing)
 
