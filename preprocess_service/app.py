@@ -21,7 +21,7 @@ from preprocess_service.inference import InferenceBackend
 from preprocess_service.logs import RequestIds
 from preprocess_service.metrics import Metrics, RequestCounter
 from preprocess_service.routes import artifacts as artifact_routes
-from preprocess_service.routes import health, history, integrity, page, predict
+from preprocess_service.routes import health, history, integrity, jobs, page, predict
 from preprocess_service.schemas import ErrorResponse
 from preprocess_service.security_headers import SecurityHeaders, headers_for
 from preprocess_service.services import Services
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
     app.include_router(integrity.router)
     app.include_router(health.router)
     app.include_router(history.router)
+    app.include_router(jobs.router)
     app.include_router(artifact_routes.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")

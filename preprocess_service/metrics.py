@@ -42,6 +42,27 @@ class Metrics:
         self.cache_hits = Counter(
             "deepfake_cache_hits", "answers given from the history without recomputing", registry=self.registry
         )
+        self.job_seconds = Histogram(
+            "deepfake_job_seconds",
+            "a job's run, claim to outcome (done, failed, stopped: cancelled or taken back)",
+            ["outcome"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600),
+            registry=self.registry,
+        )
+        self.jobs_finished = Counter(
+            "deepfake_jobs_finished", "job runs by outcome", ["outcome"], registry=self.registry
+        )
+        self.jobs = Gauge(
+            "deepfake_jobs",
+            "jobs by state, every owner's (read from the jobs table at scrape)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "deepfake_jobs_queue_depth",
+            "messages waiting in the jobs' broker (what the workers scale on)",
+            registry=self.registry,
+        )
 
 
 class RequestCounter:

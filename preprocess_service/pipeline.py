@@ -77,6 +77,26 @@ class Analyzer:
         self._face_pool = face_pool  # not `pool`: a decoder waits on its face work (see CropCollector)
         self._model: ModelInfo | None = None
 
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def detector(self) -> FaceDetector:
+        return self._detector
+
+    @property
+    def backend(self) -> InferenceBackend:
+        return self._backend
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        return self._pool
+
+    @property
+    def face_pool(self) -> ThreadPoolExecutor | None:
+        return self._face_pool
+
     async def model_info(self) -> ModelInfo:
         """Started lazily too, so a service that came up before Triton recovers by itself."""
         if self._model is None:

@@ -24,6 +24,7 @@ from preprocess_service.faces import FaceDetector
 from preprocess_service.history.recorder import History, open_history, watch_forever
 from preprocess_service.inference import InferenceBackend, make_backend
 from preprocess_service.integrity import Signer, load_signer
+from preprocess_service.jobs.service import Jobs, JobsUnavailable
 from preprocess_service.metrics import Metrics
 from preprocess_service.pipeline import Analyzer
 from preprocess_service.predictions import Predictions
@@ -43,6 +44,19 @@ class Services:
     admission: Admission
     history: History
     predictions: Predictions
+    _jobs: Jobs | None = None
+
+    def jobs(self) -> Jobs:
+        """The jobs, built on the history's database once it is open (it may open after the start); 503
+        until then, and where jobs are off (DEEPFAKE_JOBS_WORKER=off) or the history is."""
+        if self._jobs is None:
+            if self.settings.jobs_worker == "off":
+                raise JobsUnavailable("jobs are off here (DEEPFAKE_JOBS_WORKER=off)")
+            store = self.history.store
+            if store is None:
+                raise JobsUnavailable("jobs need the history database, which is not open: see /readyz")
+            self._jobs = Jobs.build(self.settings, store.engine, self.analyzer, self.predictions, self.metrics)
+        return self._jobs
 
     @classmethod
     @asynccontextmanager
@@ -87,6 +101,8 @@ class Services:
                 await analyzer.model_info()
             for chore in _chores(settings, history):
                 stack.callback(asyncio.create_task(chore).cancel)
+            if settings.jobs_worker != "off":
+                stack.callback(asyncio.create_task(_jobs_forever(services)).cancel)
             yield services
 
 
@@ -99,3 +115,15 @@ def _chores(settings: Settings, history: History) -> list:
         settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
         chores.append(artifacts.sweep_forever(settings.artifacts_dir, settings.artifacts_ttl_s))
     return chores
+
+
+async def _jobs_forever(services: Services) -> None:
+    """Once the jobs can be built: their chore, and (embedded) this process's workers."""
+    while True:
+        try:
+            jobs = services.jobs()
+            break
+        except JobsUnavailable:
+            await asyncio.sleep(5)
+    workers = services.settings.jobs_concurrency if services.settings.jobs_worker == "embedded" else 0
+    await asyncio.gather(jobs.tidy_forever(), *(jobs.work_forever() for _ in range(workers)))

@@ -187,6 +187,45 @@ class Settings(BaseSettings):
     )
     history_purge_interval_s: float = Field(3600, gt=0, description="how often the retention purge runs")
 
+    # Jobs (preprocess_service/jobs, docs/jobs.md): long videos and batches, answered later
+    jobs_worker: Literal["embedded", "external", "off"] = Field(
+        "embedded",
+        description="embedded: this process also runs the jobs (a laptop); external: deepfake-worker processes "
+        "do (a cluster); off: no /jobs routes",
+    )
+    jobs_broker_url: str = Field(
+        "",
+        repr=False,  # redis://:password@host/1
+        description="the jobs' queue: redis://host:6379/1 (shared by the front and the workers); empty: a SQLite "
+        f"file in jobs_dir (one machine); {IN_CLUSTER}: deepfake_jobs_broker_url",
+    )
+    jobs_dir: Path = Field(
+        Path("var/jobs"), description="the videos waiting for their jobs (shared by the front and the workers)"
+    )
+    jobs_concurrency: int = Field(1, ge=1, le=64, description="jobs one process runs at once")
+    jobs_max_unfinished_per_owner: int = Field(100, ge=1, description="queued + running jobs per owner; more: 429")
+    jobs_lease_s: float = Field(
+        120, gt=0, description="a running job whose worker is silent this long is taken back (queued again)"
+    )
+    jobs_max_attempts: int = Field(2, ge=1, description="runs a job gets when its workers die; then it fails")
+    jobs_requeue_after_s: float = Field(
+        900, gt=0, description="a job queued this long without being picked up is put on the queue again"
+    )
+    jobs_retention_days: float = Field(7, gt=0, description="finished jobs (and their answers) kept this long")
+    jobs_max_video_s: float = Field(3 * 3600, gt=0, description="the longest video a job takes")
+    timeline_fps: float = Field(2.0, gt=0, le=30, description="timeline samples per second of video")
+    timeline_max_samples: int = Field(
+        1800, ge=2, le=20_000, description="at most this many samples per video (longer videos: sparser)"
+    )
+    timeline_window: int = Field(20, ge=1, description="samples per window of the temporal model (≤ its max_time)")
+    timeline_stride: int = Field(10, ge=1, description="samples between the starts of consecutive windows")
+    webhook_allow_private: bool = Field(
+        False, description="let webhooks go to loopback, link-local and private addresses (tests, one machine)"
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=60, description="one webhook attempt, connect to last byte")
+    webhook_max_attempts: int = Field(5, ge=1, le=20, description="webhook attempts, with exponential backoff")
+    worker_port: int = Field(8081, ge=0, le=65535, description="deepfake-worker's /metrics and /healthz (0: none)")
+
     # Traces (tracing.py): OpenTelemetry, off unless an endpoint is given
     otlp_endpoint: str = Field(
         "", description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; empty = no export"

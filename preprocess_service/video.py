@@ -358,3 +358,51 @@ def read_video(
         metadata = _metadata(container, stream, path, timeline, rotation)
     indices = [i for i in indices if i in frames]  # frames lost to damage are left out, not invented
     return SampledVideo(metadata, indices, frames, decoded)
+
+
+@dataclass(frozen=True)
+class FrameClock:
+    """A video's frame positions and their times, read by demuxing alone (no decoding): what a job's
+    timeline samples from. Its size is one timestamp per frame, never a picture."""
+
+    path: Path
+    timeline: _Timeline
+    time_base: float
+    duration_s: float
+
+    def time_of(self, position: int) -> float:
+        return (self.timeline.pts[position] - self.timeline.pts[0]) * self.time_base
+
+    def positions_at(self, times_s: list[float]) -> list[int]:
+        """The frame shown at each time (the last one starting at or before it), each once, in order."""
+        start = self.timeline.pts[0]
+        stamps = [start + t / self.time_base for t in times_s]
+        found = {max(bisect.bisect_right(self.timeline.pts, stamp) - 1, 0) for stamp in stamps}
+        return sorted(found)
+
+
+def read_clock(path: Path, max_frames: int, budget: DecodeBudget, min_frames: int = 2) -> FrameClock:
+    """Opens and demuxes once, with the same refusals as ``read_video`` (4xx errors, never a crash)."""
+    with _open(path) as container:
+        stream = _video_stream(container)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not width or not height:
+            raise UnreadableVideo(f"the video stream has no picture size ({width}x{height})")
+        if width * height > budget.max_pixels:
+            raise VideoTooLarge(f"frames of {width}x{height} exceed the limit of {budget.max_pixels} pixels")
+        timeline = _timeline(container, stream, max_frames, budget)
+        if len(timeline.pts) < min_frames:
+            raise TooFewFrames(f"the video has {len(timeline.pts)} frame(s); at least {min_frames} are needed")
+        time_base = float(stream.time_base or 1)
+    span = (timeline.pts[-1] - timeline.pts[0]) * time_base
+    step = span / (len(timeline.pts) - 1) if len(timeline.pts) > 1 else 0.0
+    return FrameClock(path, timeline, time_base, span + step)
+
+
+def decode_positions(clock: FrameClock, positions: list[int], budget: DecodeBudget, sink: FrameSink) -> int:
+    """Decodes exactly these frame positions into ``sink`` by the cheaper plan (seeks per group of
+    pictures, or one forward pass), keeping none of them; answers how many frames were decoded."""
+    if sink is not None:
+        sink.begin(positions)
+    _, decoded, _ = _decode(clock.path, clock.timeline, sorted(set(positions)), budget, sink)
+    return decoded

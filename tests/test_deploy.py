@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -10,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -22,10 +24,22 @@ DEPLOY = ROOT / "deploy"
 K8S_VERSION = "1.32.0"  # the oldest Kubernetes release the manifests promise to work on
 CUSTOM_KINDS = {
     "ServiceMonitor": "monitoring.coreos.com/v1",
+    "PodMonitor": "monitoring.coreos.com/v1",
     "InferenceService": "serving.kserve.io/v1beta1",
     "ServingRuntime": "serving.kserve.io/v1alpha1",
 }
+# KEDA's kinds, validated against the openAPIV3Schema of KEDA's own CRDs (vendored in tests/schemas, each
+# file says from where): kubernetes-validate knows only Kubernetes' built-in kinds.
+KEDA_SCHEMAS = {
+    "ScaledObject": ("keda.sh/v1alpha1", "keda-2.16.1-scaledobject.yaml"),
+    "TriggerAuthentication": ("keda.sh/v1alpha1", "keda-2.16.1-triggerauthentication.yaml"),
+}
+SCHEMAS = Path(__file__).parent / "schemas"
 SERVICE_PORT = 8080
+WORKER_PORT = 8081  # the worker's /metrics and /healthz
+# Huey's Redis key for the queue named "deepfakejobs" (RedisStorage keeps queued jobs in the list
+# "huey.redis.<name>"): what KEDA counts to scale the workers.
+JOBS_QUEUE_KEY = "huey.redis.deepfakejobs"
 PEM_PRIVATE_KEY = "PRIVATE" + " KEY-----"  # split, or this very file would match
 
 
@@ -75,7 +89,33 @@ def containers_of(spec: dict) -> list[dict]:
     return spec.get("initContainers", []) + spec["containers"]
 
 
+def closed(schema: dict) -> dict:
+    """The schema with every object that lists its properties closed to others: the API server prunes an
+    unknown field of a custom resource, and `kubectl apply` (strict field validation) refuses it, so a
+    misspelt field is an error here too, as kubernetes-validate's strict mode makes it for built-in kinds."""
+    schema = dict(schema)
+    if "properties" in schema:
+        schema["properties"] = {name: closed(each) for name, each in schema["properties"].items()}
+        schema.setdefault("additionalProperties", False)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            schema[key] = closed(schema[key])
+    if "anyOf" in schema:
+        schema["anyOf"] = [closed(each) for each in schema["anyOf"]]
+    return schema
+
+
+def keda_validator(kind: str) -> jsonschema.Draft4Validator:
+    """OpenAPI v3 schemas are JSON Schema draft 4 with extensions (x-kubernetes-*), which the validator ignores."""
+    return jsonschema.Draft4Validator(closed(yaml.safe_load((SCHEMAS / KEDA_SCHEMAS[kind][1]).read_text())))
+
+
 def validate(document: dict) -> None:
+    if document["kind"] in KEDA_SCHEMAS:
+        assert document["apiVersion"] == KEDA_SCHEMAS[document["kind"]][0]
+        assert document["metadata"]["name"]
+        keda_validator(document["kind"]).validate(document)
+        return
     if document["kind"] in CUSTOM_KINDS:  # CRDs: no schema in kubernetes-validate; check the frame
         assert document["apiVersion"] == CUSTOM_KINDS[document["kind"]]
         assert document["metadata"]["name"] and document["spec"]
@@ -86,8 +126,11 @@ def validate(document: dict) -> None:
 def test_every_rendered_object_is_valid(overlay):
     name, objects = overlay
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds.count("Deployment") == 2 and kinds.count("HorizontalPodAutoscaler") == 2
+    # the front, Triton and the job workers; HPAs for the first two, KEDA's ScaledObject for the workers
+    assert kinds.count("Deployment") == 3 and kinds.count("HorizontalPodAutoscaler") == 2
+    assert kinds.count("ScaledObject") == 1 and kinds.count("TriggerAuthentication") == 1
     assert {"Namespace", "ConfigMap", "Service", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"} <= set(kinds)
+    assert "PodMonitor" in kinds
     for document in objects:
         validate(document)
         if document["kind"] != "Namespace":
@@ -148,46 +191,88 @@ SECRET_SETTINGS = {  # credentials inside URLs: from Secrets, as files, never a 
     "DEEPFAKE_API_KEYS": ("deepfake-api-keys", "api_keys"),
     "DEEPFAKE_DATABASE_URL": ("deepfake-database", "url"),
     "DEEPFAKE_RATE_LIMIT_STORAGE": ("deepfake-rate-limits", "url"),
+    "DEEPFAKE_JOBS_BROKER_URL": ("deepfake-jobs-broker", "url"),
 }
+SECRETS_READ_BY = {  # which of them each workload's settings read: a worker serves no API, so no keys or limits
+    "deepfake-api": set(SECRET_SETTINGS),
+    "deepfake-worker": {"DEEPFAKE_DATABASE_URL", "DEEPFAKE_JOBS_BROKER_URL"},
+}
+
+
+def projected_secrets(objects: list[dict], deployment: str) -> dict[tuple[str, str], str]:
+    """(Secret, key) -> file name in the DEEPFAKE_SECRETS_DIR volume of a Deployment's first container."""
+    pod = find(objects, "Deployment", deployment)["spec"]["template"]["spec"]
+    mount = next(
+        m
+        for m in pod["containers"][0]["volumeMounts"]
+        if m["mountPath"] == settings_of(objects)["DEEPFAKE_SECRETS_DIR"]
+    )
+    assert mount["readOnly"] is True, deployment
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    return {
+        (source["secret"]["name"], item["key"]): item["path"]
+        for source in volume["projected"]["sources"]
+        for item in source["secret"]["items"]
+    }
+
+
+def documented_secrets() -> dict[str, set[str]]:
+    """Secret -> the keys the manifests' comments say to create (`kubectl ... create secret generic NAME
+    --from-literal=KEY=...`, continued over comment lines ending in a backslash)."""
+    comments = "\n".join(
+        line.strip().removeprefix("#")
+        for path in sorted((DEPLOY / "k8s" / "base").glob("*.yaml"))
+        for line in path.read_text().splitlines()
+        if line.strip().startswith("#")
+    )
+    commands = re.sub(r"\\\n", " ", comments)
+    found: dict[str, set[str]] = {}
+    for name, flags in re.findall(r"create secret generic (\S+)((?: +--from-(?:literal|file)=[^= ]+=\S+)+)", commands):
+        found.setdefault(name, set()).update(re.findall(r"--from-(?:literal|file)=([^= ]+)=", flags))
+    return found
 
 
 def test_credentials_are_secret_files_the_settings_read(overlay, tmp_path, monkeypatch):
     """Every replica must share the history and the rate-limit counters (else N pods allow N x the limit),
     so both URLs are set in every overlay, from Secrets, and as files: environment variables are readable
     in /proc/*/environ. The projected volume's files are laid out here as the kubelet would, and the
-    service's own Settings read them from DEEPFAKE_SECRETS_DIR."""
+    service's own Settings read them from DEEPFAKE_SECRETS_DIR: the front's four, and the job workers' two
+    (the history and the job queue's broker, which the front enqueues on)."""
     _, objects = overlay
-    api = container(objects, "deepfake-api")
     settings = find(objects, "ConfigMap", "deepfake-api-settings")["data"]
-    for name in SECRET_SETTINGS:
-        assert name not in settings and name not in {e["name"] for e in api.get("env", [])}, name
-    pod = find(objects, "Deployment", "deepfake-api")["spec"]["template"]["spec"]
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    mount = next(m for m in api["volumeMounts"] if m["mountPath"] == settings["DEEPFAKE_SECRETS_DIR"])
-    assert mount["readOnly"] is True
-    projected = {
-        (source["secret"]["name"], item["key"]): item["path"]
-        for source in volumes[mount["name"]]["projected"]["sources"]
-        for item in source["secret"]["items"]
-    }
     values = {
         "DEEPFAKE_API_KEYS": "ci:" + "a" * 64,
         "DEEPFAKE_DATABASE_URL": "postgresql+psycopg://u:pw@db/x",
         "DEEPFAKE_RATE_LIMIT_STORAGE": "redis://:pw@redis:6379/0",
+        "DEEPFAKE_JOBS_BROKER_URL": "redis://:pw@redis:6379/0",
     }
-    for name, secret in SECRET_SETTINGS.items():
-        (tmp_path / projected[secret]).write_text(values[name] + "\n")  # a Secret's value, newline and all
+    for name in SECRET_SETTINGS:
         monkeypatch.delenv(name, raising=False)  # the test session's own settings would win over the files
-    loaded = Settings(secrets_dir=tmp_path)
-    assert loaded.api_keys == values["DEEPFAKE_API_KEYS"]
-    assert loaded.database_url == values["DEEPFAKE_DATABASE_URL"]
-    assert loaded.rate_limit_storage == values["DEEPFAKE_RATE_LIMIT_STORAGE"]
+    for deployment, read in SECRETS_READ_BY.items():  # the front, and the workers with the broker's URL
+        each = container(objects, deployment)
+        for name in SECRET_SETTINGS:
+            assert name not in settings and name not in {e["name"] for e in each.get("env", [])}, (deployment, name)
+        projected = projected_secrets(objects, deployment)
+        assert set(projected) == {SECRET_SETTINGS[name] for name in read}, deployment  # these, and no others
+        folder = tmp_path / deployment
+        folder.mkdir()
+        for name in read:
+            (folder / projected[SECRET_SETTINGS[name]]).write_text(values[name] + "\n")  # newline and all
+        loaded = Settings(secrets_dir=folder)
+        for name in read:
+            field = name.removeprefix("DEEPFAKE_").lower()
+            assert field in Settings.model_fields, f"{name}: no such setting in preprocess_service/settings.py"
+            assert getattr(loaded, field) == values[name], (deployment, name)
     assert settings["DEEPFAKE_TRUSTED_PROXIES"] == ""  # none believed until the ingress's addresses are set
+    checked = set()
     for document in objects:  # no Secret reaches any container of any workload as an environment variable
         for spec in pod_specs([document]):
             for each in containers_of(spec):
+                checked.add(each["name"])
                 for variable in each.get("env", []):
                     assert "secretKeyRef" not in variable.get("valueFrom", {}), (each["name"], variable["name"])
+                assert not any("secretRef" in source for source in each.get("envFrom", [])), each["name"]
+    assert {"api", "worker", "triton", "migrate"} <= checked
 
 
 def test_the_cluster_requires_keys_and_database_tls(overlay):
@@ -211,7 +296,8 @@ def _settings_fields() -> set[str]:
 def test_every_deepfake_setting_in_the_deployment_files_exists(overlay):
     _, objects = overlay
     used = set(find(objects, "ConfigMap", "deepfake-api-settings")["data"])
-    used |= {e["name"] for e in container(objects, "deepfake-api").get("env", [])}
+    for deployment in ("deepfake-api", "deepfake-worker"):
+        used |= {e["name"] for e in container(objects, deployment).get("env", [])}
     compose = yaml.safe_load((DEPLOY / "docker" / "compose.yaml").read_text())
     used |= set(compose["services"]["api"]["environment"])
     used |= set(re.findall(r"\b(DEEPFAKE_[A-Z_]+)=", (DEPLOY / "docker" / "service.Dockerfile").read_text()))
@@ -408,9 +494,10 @@ def test_the_namespace_denies_by_default_and_allows_exact_flows(overlay):
     assert "ingress" not in deny and "egress" not in deny
     dns = find(objects, "NetworkPolicy", "allow-dns")["spec"]
     assert dns["podSelector"] == {} and flows(dns["egress"], "to") == {("ns:kube-system/kube-dns", 53)}
-    api, triton, migrate = (
+    api, triton, worker, migrate = (
         labels_of(objects, "deepfake-api"),
         labels_of(objects, "triton"),
+        labels_of(objects, "deepfake-worker"),
         find(objects, "Job", next(o["metadata"]["name"] for o in objects if o["kind"] == "Job"))["spec"]["template"][
             "metadata"
         ]["labels"],
@@ -428,7 +515,11 @@ def test_the_namespace_denies_by_default_and_allows_exact_flows(overlay):
         ("ns:monitoring/opentelemetry-collector", 4318),
         ("ns:kube-system/kube-dns", 53),
     }
-    assert allowed(triton, "ingress") == {("pod:deepfake-api", 8001), ("ns:monitoring/prometheus", 8002)}
+    assert allowed(triton, "ingress") == {
+        ("pod:deepfake-api", 8001),
+        ("pod:deepfake-worker", 8001),
+        ("ns:monitoring/prometheus", 8002),
+    }
     assert allowed(triton, "egress") == {
         ("ip:0.0.0.0/0", 443),
         ("ns:monitoring/opentelemetry-collector", 4318),
@@ -439,6 +530,25 @@ def test_the_namespace_denies_by_default_and_allows_exact_flows(overlay):
     )
     excepted = next(peer["ipBlock"]["except"] for r in store["egress"] for peer in r["to"] if "ipBlock" in peer)
     assert "169.254.0.0/16" in excepted and "10.0.0.0/8" in excepted  # cloud metadata, the cluster's own ranges
+    assert allowed(worker, "ingress") == {("ns:monitoring/prometheus", WORKER_PORT)}  # /metrics, nothing else
+    assert allowed(worker, "egress") == {
+        ("pod:triton", 8001),
+        ("ns:deepfake-data/*", 5432),
+        ("ns:deepfake-data/*", 6379),
+        ("ip:0.0.0.0/0", 443),  # webhooks, to the addresses callers give
+        ("ip:0.0.0.0/0", 80),
+        ("ns:monitoring/opentelemetry-collector", 4318),
+        ("ns:kube-system/kube-dns", 53),
+    }
+    webhooks = next(
+        peer["ipBlock"]
+        for p in policies_for(objects, worker)
+        for r in p.get("egress", [])
+        for peer in r["to"]
+        if "ipBlock" in peer
+    )
+    private = {"169.254.0.0/16", "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"}
+    assert private <= set(webhooks["except"])  # metadata, loopback, the cluster's ranges: never a webhook's target
     assert allowed(migrate, "ingress") == set()
     assert allowed(migrate, "egress") == {("ns:deepfake-data/*", 5432), ("ns:kube-system/kube-dns", 53)}
 
@@ -465,7 +575,7 @@ def test_the_model_repository_is_verified_before_triton_starts(overlay):
 def test_each_workload_has_its_own_account_and_no_token(overlay):
     _, objects = overlay
     accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
-    assert set(accounts) == {"deepfake-api", "triton", "deepfake-migrate"}
+    assert set(accounts) == {"deepfake-api", "triton", "deepfake-migrate", "deepfake-worker"}
     assert all(a["automountServiceAccountToken"] is False for a in accounts.values())
     for spec in pod_specs(objects):
         assert spec["serviceAccountName"] in accounts and spec["automountServiceAccountToken"] is False
@@ -593,6 +703,93 @@ def test_the_perf_job_is_bounded_and_meant_for_staging():
     assert job["metadata"]["namespace"] == "deepfake-staging" and 0 < job["spec"]["activeDeadlineSeconds"] <= 3600
     readme = (ROOT / "README.md").read_text()
     assert re.search(r"perf Job\s*\n?\(`deploy/k8s/perf`\) runs against \*\*staging\*\*", readme)
+
+
+# --- The job workers, scaled by KEDA on the queue's length ------------------------------------------------
+
+
+def test_the_worker_runs_the_jobs_the_front_enqueues(overlay):
+    """The worker is the front's image and settings running `deepfake-worker`, locked down like the front,
+    its /metrics scraped, its job given time to end on SIGTERM; the front only enqueues."""
+    _, objects = overlay
+    assert settings_of(objects)["DEEPFAKE_JOBS_WORKER"] == "external"  # the front enqueues, the workers run
+    deployment = find(objects, "Deployment", "deepfake-worker")
+    pod = deployment["spec"]["template"]["spec"]
+    worker = pod["containers"][0]
+    assert "replicas" not in deployment["spec"]  # KEDA's ScaledObject owns the count
+    assert worker["args"] == ["deepfake-worker"] and "command" not in worker
+    api = container(objects, "deepfake-api")
+    assert worker["image"] == api["image"] and worker["envFrom"] == api["envFrom"]  # the front's image and settings
+    env = {e["name"]: e["value"] for e in worker["env"]}
+    assert env["DEEPFAKE_WORKER_PORT"] == str(WORKER_PORT)
+    assert env["DEEPFAKE_SIGNING_KEY"] == next(e["value"] for e in api["env"] if e["name"] == "DEEPFAKE_SIGNING_KEY")
+    assert {port["name"]: port["containerPort"] for port in worker["ports"]} == {"http": WORKER_PORT}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert worker[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+        assert worker[probe].get("timeoutSeconds", 1) >= 2, probe
+    # on SIGTERM the running job gets the drain to finish, then the process closes, all within the grace period
+    drain = int(settings_of(objects)["DEEPFAKE_SHUTDOWN_DRAIN_S"])
+    assert pod["terminationGracePeriodSeconds"] >= drain + 30
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert worker["securityContext"] == api["securityContext"]  # read-only root, no escalation, no capabilities
+    assert projected_secrets(objects, "deepfake-worker")[("deepfake-jobs-broker", "url")] == "deepfake_jobs_broker_url"
+    jobs_dir = settings_of(objects)["DEEPFAKE_JOBS_DIR"]  # a job's video: written by the front, read by a worker
+    claims = set()
+    for deployment in ("deepfake-api", "deepfake-worker"):
+        spec = find(objects, "Deployment", deployment)["spec"]["template"]["spec"]
+        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == jobs_dir)
+        claims.add(next(v for v in spec["volumes"] if v["name"] == mount["name"])["persistentVolumeClaim"]["claimName"])
+    (claim,) = claims  # the same claim, on whichever nodes the pods run
+    assert find(objects, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
+    monitor = find(objects, "PodMonitor", "deepfake-worker")["spec"]
+    assert selects(monitor["selector"], labels_of(objects, "deepfake-worker"))
+    assert [(e["port"], e["path"]) for e in monitor["podMetricsEndpoints"]] == [("http", "/metrics")]
+    pdb = find(objects, "PodDisruptionBudget", "deepfake-worker")["spec"]
+    assert pdb["maxUnavailable"] == 1 and selects(pdb["selector"], labels_of(objects, "deepfake-worker"))
+
+
+def test_keda_scales_the_workers_on_the_queue_length(overlay):
+    """KEDA counts the list Huey queues the jobs in, on the broker the workers read (one Secret: its url for
+    the pods, its address and password for KEDA), and no HPA of ours competes with KEDA's."""
+    _, objects = overlay
+    scaled = find(objects, "ScaledObject", "deepfake-worker")["spec"]
+    assert scaled["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "deepfake-worker"}
+    assert 1 <= scaled["minReplicaCount"] < scaled["maxReplicaCount"]
+    hpas = [o["spec"]["scaleTargetRef"]["name"] for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+    assert "deepfake-worker" not in hpas  # KEDA makes its own (keda-hpa-deepfake-worker); two would fight
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == JOBS_QUEUE_KEY
+    assert int(trigger["metadata"]["listLength"]) >= 1
+    assert not {"address", "host", "password"} & set(trigger["metadata"])  # from the Secret, never literals
+    auth = find(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])["spec"]
+    refs = {ref["parameter"]: (ref["name"], ref["key"]) for ref in auth["secretTargetRef"]}
+    assert set(refs) == {"address", "password"}
+    assert {secret for secret, _ in refs.values()} == {"deepfake-jobs-broker"}
+    documented = documented_secrets()
+    mounted = set(projected_secrets(objects, "deepfake-worker")) | set(projected_secrets(objects, "deepfake-api"))
+    for secret, key in {*refs.values(), *mounted}:  # every key read is one the comments say to create
+        assert key in documented.get(secret, set()), (secret, key, documented)
+
+
+def test_the_keda_schemas_refuse_what_keda_would():
+    """The vendored CRD schemas bite: a misspelt field, a number where KEDA takes a string, a missing
+    required field each fail, as `kubectl apply` would refuse them."""
+    objects = render("cpu")
+    scaled, auth = (
+        find(objects, "ScaledObject", "deepfake-worker"),
+        find(objects, "TriggerAuthentication", "deepfake-jobs-broker"),
+    )
+    assert not list(keda_validator("ScaledObject").iter_errors(scaled))
+    assert not list(keda_validator("TriggerAuthentication").iter_errors(auth))
+    misspelt, numeric, untriggered, keyless = (copy.deepcopy(o) for o in (scaled, scaled, scaled, auth))
+    misspelt["spec"]["minReplicas"] = misspelt["spec"].pop("minReplicaCount")  # the HPA's spelling
+    numeric["spec"]["triggers"][0]["metadata"]["listLength"] = 2  # trigger metadata are strings
+    del untriggered["spec"]["triggers"]
+    del keyless["spec"]["secretTargetRef"][0]["key"]
+    for kind, broken in (("ScaledObject", misspelt), ("ScaledObject", numeric), ("ScaledObject", untriggered)):
+        assert list(keda_validator(kind).iter_errors(broken)), broken["spec"]
+    assert list(keda_validator("TriggerAuthentication").iter_errors(keyless))
 
 
 CHECKOV_TARGETS = {  # what checkov scans: every rendered overlay, KServe, the perf Job, the Dockerfile

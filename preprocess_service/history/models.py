@@ -1,10 +1,11 @@
-"""One table: an analysis, its owner, its indexed summary, and the whole answer as it was given."""
+"""Two tables: analyses (an analysis, its owner, its indexed summary, and the whole answer as it was
+given) and jobs (asynchronous analyses, their state and results)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Dialect, Float, Index, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Dialect, Float, Index, Integer, String, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -59,4 +60,41 @@ class AnalysisRecord(Base):
         Index("ix_analyses_created_at", "created_at"),
         Index("ix_analyses_owner_created", "owner", "created_at"),
         Index("ix_analyses_owner_sha256_model", "owner", "sha256", "model_key"),
+    )
+
+
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED_STATES = ("done", "failed", "cancelled")
+
+
+class JobRecord(Base):
+    """An asynchronous analysis (preprocess_service/jobs): owned like an analysis, its state the one
+    truth about who runs it. ``attempt`` and ``lease_until`` make each run's writes conditional on
+    still holding the job, so a worker that died, or one the job was taken back from, cannot finish
+    it a second time."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    owner: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # JOB_STATES
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime())  # last time it was put on the queue
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    filename: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    options: Mapped[dict] = mapped_column(JSON)  # refresh, webhook_url, timeline options
+    timeline: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # partial while running
+    answer: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the /predict/ answer + timeline
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"code", "message"}
+    webhook: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the delivery's outcome
+
+    __table_args__ = (
+        Index("ix_jobs_owner_created", "owner", "created_at"),
+        Index("ix_jobs_state_lease", "state", "lease_until"),
     )

@@ -30,7 +30,7 @@ from sqlalchemy.pool import NullPool
 from preprocess_service.history.models import AnalysisRecord
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 LATENCY_WINDOW = 10_000  # /stats percentiles over the most recent analyses
 DELETE_CHUNK = 500  # ids per DELETE … WHERE id IN (…): within every database's parameter limit
 

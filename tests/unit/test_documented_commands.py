@@ -80,12 +80,14 @@ def _parsers() -> dict[str, Callable[[], argparse.ArgumentParser] | Callable[[li
     from evaluation.__main__ import parse_args as evaluation_args
     from export.__main__ import parse_args as export_args
     from preprocess_service.__main__ import parser as serve_parser
+    from preprocess_service.jobs.worker import parser as worker_parser
 
     return {
         "deepfake-client": lambda argv: client_parser().parse_args(argv),
         "deepfake-export": export_args,
         "deepfake-eval": evaluation_args,
         "deepfake-serve": lambda argv: serve_parser().parse_args(argv),
+        "deepfake-worker": lambda argv: worker_parser().parse_args(argv),
     }
 
 

@@ -1,0 +1,206 @@
+"""Asynchronous jobs, end to end on real parts: the service on a real socket, the real queue (Huey on
+SQLite embedded, and on Debian's Redis with deepfake-worker processes), the real model backend, real
+videos, a real webhook receiver."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy.ports import free_port
+from preprocess_service.settings import Settings
+from testing.server import post_file, running_service
+
+KEY_A, KEY_B = "key-of-a-" + "a" * 24, "key-of-b-" + "b" * 24
+
+
+def api_keys() -> str:
+    return ",".join(f"{name}:{hashlib.sha256(key.encode()).hexdigest()}" for name, key in (("a", KEY_A), ("b", KEY_B)))
+
+
+def settings_for(repository: Path, folder: Path, **overrides) -> Settings:
+    return Settings(
+        model_repository=repository,
+        keys_dir=folder / "keys",
+        database_url=f"sqlite:///{folder}/history.sqlite3",
+        jobs_dir=folder / "jobs",
+        **overrides,
+    )
+
+
+def wait_for(url: str, job_id: str, headers: dict | None = None, timeout_s: float = 300) -> tuple[dict, list[float]]:
+    """Polls until the job is finished: its last view and every progress seen on the way."""
+    seen: list[float] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        view = httpx.get(f"{url}/jobs/{job_id}", headers=headers, timeout=30).json()
+        seen.append(view["progress"])
+        if view["state"] in ("done", "failed", "cancelled"):
+            return view, seen
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} not finished in {timeout_s} s: {view}")
+
+
+def test_a_job_answers_as_predict_does_plus_a_timeline(demo_repository, seed_videos, tmp_path):
+    video = seed_videos[0]
+    with running_service(settings_for(demo_repository, tmp_path)) as url:
+        accepted = post_file(url, video, endpoint="/jobs")
+        assert accepted.status_code == 202, accepted.text
+        job_id = accepted.json()["id"]
+        assert accepted.headers["location"] == f"/jobs/{job_id}"
+        view, progress = wait_for(url, job_id)
+        assert view["state"] == "done", view
+        assert progress == sorted(progress) and progress[-1] == 1.0
+        result = view["result"]
+        direct = post_file(url, video, params={"refresh": "1"}).json()
+        assert result["p_fake"] == pytest.approx(direct["p_fake"], abs=1e-6)
+        assert result["frames"] == direct["frames"]
+        verdict = post_file(url, video, "/integrity/verify-receipt", data={"receipt": result["receipt"]}).json()
+        assert verdict["valid"], verdict
+        timeline = result["timeline"]
+        duration = timeline["duration_s"]
+        assert len(timeline["frames"]) == min(int(duration * 2), 1800)
+        assert timeline["segments"][0]["start_s"] == 0 and timeline["segments"][-1]["end_s"] == pytest.approx(
+            duration, abs=0.6
+        )
+        assert all(s["faces"] > 0 and 0 <= s["p_fake"] <= 1 for s in timeline["segments"])
+        assert not (tmp_path / "jobs" / "videos" / job_id).exists(), "the video is deleted once the job is done"
+        listed = httpx.get(f"{url}/jobs").json()
+        assert [item["id"] for item in listed["items"]] == [job_id] and "result" not in listed["items"][0]
+        erased = httpx.delete(f"{url}/jobs/{job_id}").json()
+        assert erased == {"id": job_id, "state": "done", "erased": True}
+        assert httpx.get(f"{url}/jobs/{job_id}").status_code == 404
+
+
+def test_jobs_belong_to_their_api_key(demo_repository, seed_videos, tmp_path):
+    """Two callers and none: each sees only its own jobs; another's id is 404 (read, delete); no key, 401."""
+    a, b = {"X-API-Key": KEY_A}, {"X-API-Key": KEY_B}
+    settings = settings_for(demo_repository, tmp_path, api_keys=api_keys(), jobs_worker="off")
+    settings = settings.model_copy(update={"jobs_worker": "external"})  # accepted and queued, never run here
+    with running_service(settings) as url:
+        assert post_file(url, seed_videos[0], endpoint="/jobs").status_code == 401
+        job_id = post_file(url, seed_videos[0], endpoint="/jobs", headers=a).json()["id"]
+        assert httpx.get(f"{url}/jobs/{job_id}", headers=a).json()["state"] == "queued"
+        assert httpx.get(f"{url}/jobs/{job_id}", headers=b).status_code == 404
+        assert httpx.get(f"{url}/jobs/{job_id}").status_code == 401
+        assert httpx.delete(f"{url}/jobs/{job_id}", headers=b).status_code == 404
+        assert httpx.get(f"{url}/jobs", headers=b).json()["total"] == 0
+        assert httpx.get(f"{url}/jobs", headers=a).json()["total"] == 1
+        secret_a = httpx.get(f"{url}/jobs/webhook-secret", headers=a).json()["secret"]
+        secret_b = httpx.get(f"{url}/jobs/webhook-secret", headers=b).json()["secret"]
+        assert secret_a != secret_b and len(secret_a) == 64
+        cancelled = httpx.delete(f"{url}/jobs/{job_id}", headers=a).json()
+        assert cancelled == {"id": job_id, "state": "cancelled", "erased": False}
+        assert not (tmp_path / "jobs" / "videos" / job_id).exists()
+        assert httpx.delete(f"{url}/jobs/{job_id}", headers=a).json()["erased"] is True
+        assert httpx.get(f"{url}/jobs", headers=a).json()["total"] == 0
+
+
+def test_a_webhook_to_a_private_address_is_refused_at_once(demo_repository, seed_videos, tmp_path):
+    with running_service(settings_for(demo_repository, tmp_path, jobs_worker="external")) as url:
+        for address in ("http://10.0.0.1/hook", "http://127.0.0.1:9/hook", "http://169.254.169.254/latest"):
+            refused = post_file(url, seed_videos[0], endpoint="/jobs", data={"webhook_url": address})
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["code"] == "webhook_address_forbidden"
+        assert httpx.get(f"{url}/jobs").json()["total"] == 0
+
+
+def test_the_outcome_is_posted_to_a_signed_webhook(demo_repository, seed_videos, tmp_path):
+    """A real receiver on loopback (allowed by the setting, as on one machine): it gets the job's view
+    once, signed with the owner's secret, which deepfake_client.webhooks.verify accepts."""
+    from deepfake_client.webhooks import InvalidSignature, verify
+    from tests.unit.test_webhooks import Receiver, _serve
+
+    served = _serve(Receiver())
+    receiver = next(served)
+    try:
+        settings = settings_for(demo_repository, tmp_path, webhook_allow_private=True)
+        with running_service(settings) as url:
+            secret = httpx.get(f"{url}/jobs/webhook-secret").json()["secret"]
+            accepted = post_file(url, seed_videos[1], endpoint="/jobs", data={"webhook_url": receiver.url()})
+            view, _ = wait_for(url, accepted.json()["id"])
+            assert view["state"] == "done"
+            deadline = time.monotonic() + 30
+            while not receiver.received and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(receiver.received) == 1
+            delivery = receiver.received[0]
+            payload = verify(secret, delivery.headers["X-Deepfake-Signature"], delivery.body)
+            assert payload["id"] == view["id"] and payload["state"] == "done"
+            assert payload["result"]["receipt"] == view["result"]["receipt"]
+            assert delivery.headers["X-Deepfake-Event"] == "job.done"
+            with pytest.raises(InvalidSignature):
+                verify(secret, delivery.headers["X-Deepfake-Signature"], delivery.body.replace(b"done", b"gone"))
+            recorded = httpx.get(f"{url}/jobs/{view['id']}").json()["webhook"]
+            assert recorded["delivered"] is True and recorded["attempts"] == 1
+    finally:
+        served.close()
+
+
+def _worker(environment: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "preprocess_service.jobs.worker"],
+        env={**os.environ, **environment},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(demo_repository, redis_url, tmp_path):
+    """Debian's Redis as the broker, deepfake-worker processes as in a cluster. The first worker is killed
+    (SIGKILL: no goodbye) while the job runs; its lease lapses, the front's chore queues the job again,
+    a second worker claims it as attempt 2 and finishes it; the first attempt can no longer write."""
+    from tests import media
+
+    video = media.moving_face_video(tmp_path / "long.mp4", count=400, size=(192, 192), fps=10)  # 40 s: 80 samples
+    shared = {
+        "DEEPFAKE_MODEL_REPOSITORY": str(demo_repository),
+        "DEEPFAKE_KEYS_DIR": str(tmp_path / "keys"),
+        "DEEPFAKE_DATABASE_URL": f"sqlite:///{tmp_path}/history.sqlite3",
+        "DEEPFAKE_JOBS_DIR": str(tmp_path / "jobs"),
+        "DEEPFAKE_JOBS_BROKER_URL": redis_url,
+        "DEEPFAKE_JOBS_LEASE_S": "4",
+    }
+    settings = Settings(
+        model_repository=demo_repository,
+        keys_dir=tmp_path / "keys",
+        database_url=shared["DEEPFAKE_DATABASE_URL"],
+        jobs_dir=tmp_path / "jobs",
+        jobs_broker_url=redis_url,
+        jobs_lease_s=4,
+        jobs_worker="external",
+    )
+    with running_service(settings) as url:
+        job_id = post_file(url, video, endpoint="/jobs").json()["id"]
+        first = _worker({**shared, "DEEPFAKE_WORKER_PORT": str(free_port())}, tmp_path / "worker-1.log")
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                view = httpx.get(f"{url}/jobs/{job_id}").json()
+                if view["state"] == "running" and view["progress"] > 0:
+                    break
+                time.sleep(0.1)
+            assert view["state"] == "running" and view["attempt"] == 1, view
+            first.kill()
+            first.wait(10)
+            killed_at = view["progress"]
+        finally:
+            first.kill()
+        second = _worker({**shared, "DEEPFAKE_WORKER_PORT": str(free_port())}, tmp_path / "worker-2.log")
+        try:
+            view, progress = wait_for(url, job_id, timeout_s=240)
+        finally:
+            second.terminate()
+            second.wait(60)
+        assert view["state"] == "done" and view["attempt"] == 2, view
+        assert killed_at < 1 and progress[-1] == 1.0
+        assert len(view["result"]["timeline"]["frames"]) == 80
+        log = (tmp_path / "worker-2.log").read_text()
+        assert log.count(f"job {job_id} done") == 1, log[-2000:]
