@@ -150,3 +150,36 @@ def tagged_video(source: Path, path: Path, tags: dict[str, str]) -> Path:
     """``source`` in a QuickTime file whose metadata holds ``tags`` (keys such as
     ``com.apple.quicktime.make`` are written as a phone writes them: ``mdta`` keys)."""
     return remux(source, path, "mov", {"movflags": "use_metadata_tags"}, tags)
+
+
+def grace_hopper(size: tuple[int, int]) -> np.ndarray:
+    """Another real face photo, shipped in matplotlib (the other face of an altered stretch)."""
+    import matplotlib.cbook
+
+    image = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    return cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size, interpolation=cv2.INTER_AREA)
+
+
+def altered_stretch_video(
+    path: Path, seconds: float, altered: tuple[float, float], fps: int = 4, size: tuple[int, int] = (160, 160)
+) -> Path:
+    """``seconds`` of the astronaut drifting, with the face swapped for Grace Hopper's between
+    ``altered`` (start, end) seconds: a stretch a timeline must find. Encoded frame by frame (memory
+    stays one frame), H.264, a keyframe every 2 s as cameras write."""
+    width, height = size
+    faces = {
+        False: astronaut((width + 40, height + 40)),
+        True: grace_hopper((width + 40, height + 40)),
+    }
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = 2 * fps
+        stream.options = {"preset": "ultrafast", "bf": "0"}
+        for i in range(int(seconds * fps)):
+            base = faces[altered[0] <= i / fps < altered[1]]
+            rgb = np.ascontiguousarray(base[i % 20 : i % 20 + height, (2 * i) % 40 : (2 * i) % 40 + width])
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    return path

@@ -31,6 +31,7 @@ def settings_for(repository: Path, folder: Path, **overrides) -> Settings:
         keys_dir=folder / "keys",
         database_url=f"sqlite:///{folder}/history.sqlite3",
         jobs_dir=folder / "jobs",
+        rate_limit="100000/minute",  # the tests poll several times a second
         **overrides,
     )
 
@@ -176,6 +177,7 @@ def test_a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(demo
         jobs_broker_url=redis_url,
         jobs_lease_s=4,
         jobs_worker="external",
+        rate_limit="100000/minute",
     )
     with running_service(settings) as url:
         job_id = post_file(url, video, endpoint="/jobs").json()["id"]
@@ -204,3 +206,123 @@ def test_a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(demo
         assert len(view["result"]["timeline"]["frames"]) == 80
         log = (tmp_path / "worker-2.log").read_text()
         assert log.count(f"job {job_id} done") == 1, log[-2000:]
+
+
+def _sensitive_to_the_swap(clips: list[Path]):
+    """The sensitive test model centred on the two faces' clips as sequences (what a window is), turned
+    (if it must be) so the swapped face scores above the astronaut: the stretch is then the FAKE one."""
+    import torch
+
+    from export.architectures import normalise, pooled_features, trunk_of
+    from export.calibration import face_crops
+    from testing.sensitive_model import _last_linear, sensitive_model
+
+    model = sensitive_model(clips, centre_on="sequences")
+    detector = model.detector
+    gaps = []
+    with torch.no_grad():
+        for crops in face_crops(clips, model.preprocessing):
+            features = pooled_features(
+                trunk_of(detector), normalise(torch.from_numpy(crops), model.preprocessing)[None]
+            )
+            logits = detector.temporal(features)
+            gaps.append(float((logits[:, 0] - logits[:, 1]).mean()))
+        if gaps[1] < gaps[0]:
+            last = _last_linear(detector)
+            last.weight[0].neg_()
+            last.bias[0].neg_()
+    return model
+
+
+def test_a_ten_minute_video_locates_its_altered_stretch_in_flat_memory(redis_url, tmp_path):
+    """10 minutes of a real face with 20 s swapped for another (300-320 s), as a job on a deepfake-worker:
+    the timeline's flagged stretch is there and only there; progress never goes backwards; the
+    worker's resident memory, read at 1, 5 and 10 minutes of video, stays flat."""
+    from export.repository import export_repository
+    from tests import media
+
+    clips = [
+        media.altered_stretch_video(tmp_path / "astronaut.mp4", 8, (99, 99)),
+        media.altered_stretch_video(tmp_path / "hopper.mp4", 8, (0, 99)),
+    ]
+    repository = tmp_path / "repository"
+    export_repository(_sensitive_to_the_swap(clips), repository)
+    video = media.altered_stretch_video(tmp_path / "interview.mp4", 600, (300, 320))
+    shared = {
+        "DEEPFAKE_MODEL_REPOSITORY": str(repository),
+        "DEEPFAKE_KEYS_DIR": str(tmp_path / "keys"),
+        "DEEPFAKE_DATABASE_URL": f"sqlite:///{tmp_path}/history.sqlite3",
+        "DEEPFAKE_JOBS_DIR": str(tmp_path / "jobs"),
+        "DEEPFAKE_JOBS_BROKER_URL": redis_url.replace("/0", "/2"),
+    }
+    settings = Settings(
+        model_repository=repository,
+        keys_dir=tmp_path / "keys",
+        database_url=shared["DEEPFAKE_DATABASE_URL"],
+        jobs_dir=tmp_path / "jobs",
+        jobs_broker_url=shared["DEEPFAKE_JOBS_BROKER_URL"],
+        jobs_worker="external",
+        rate_limit="100000/minute",
+    )
+    with running_service(settings) as url:
+        job_id = post_file(url, video, endpoint="/jobs").json()["id"]
+        worker = _worker({**shared, "DEEPFAKE_WORKER_PORT": str(free_port())}, tmp_path / "worker.log")
+        resident: dict[int, int] = {}  # minutes of video done → the worker's RSS (kB)
+        progress: list[float] = []
+        try:
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                view = httpx.get(f"{url}/jobs/{job_id}", timeout=30).json()
+                progress.append(view["progress"])
+                done_s = (view["timeline"] or {}).get("frames", [{}])[-1].get("t", 0) if view["timeline"] else 0
+                for minute in (1, 5, 10):
+                    if minute not in resident and done_s >= minute * 60 - 16:  # the last chunk of that minute
+                        resident[minute] = _rss_kb(worker.pid)
+                if view["state"] in ("done", "failed", "cancelled"):
+                    break
+                time.sleep(0.1)
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    assert view["state"] == "done", view
+    assert progress == sorted(progress)
+    timeline = view["result"]["timeline"]
+    assert len(timeline["frames"]) == 1200 and timeline["window"] == 20
+    inside = [s for s in timeline["segments"] if 300 <= s["start_s"] and s["end_s"] <= 320]
+    outside = [s for s in timeline["segments"] if s["end_s"] <= 300 or s["start_s"] >= 320]
+    assert len(inside) == 3 and min(s["p_fake"] for s in inside) > max(s["p_fake"] for s in outside), (inside, outside)
+    flagged = [(round(f["start_s"]), round(f["end_s"])) for f in timeline["flagged"]]
+    assert len(flagged) == 1 and flagged[0][0] in (295, 300) and flagged[0][1] in (320, 325), (flagged, inside)
+    assert sorted(resident) == [1, 5, 10], resident
+    assert resident[10] - resident[1] < 64 * 1024, f"RSS grew with the video: {resident} kB"
+    print(f"\nworker RSS at 1, 5, 10 minutes of video: {resident} kB")
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_running_job_is_cancelled_and_stays_cancelled(demo_repository, tmp_path):
+    from tests import media
+
+    video = media.altered_stretch_video(tmp_path / "long.mp4", 120, (0, 0))  # 240 samples: seconds of work
+    with running_service(settings_for(demo_repository, tmp_path)) as url:
+        job_id = post_file(url, video, endpoint="/jobs").json()["id"]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            view = httpx.get(f"{url}/jobs/{job_id}").json()
+            if view["state"] == "running" and view["progress"] > 0:
+                break
+            time.sleep(0.05)
+        assert view["state"] == "running" and view["progress"] < 0.9, view
+        assert httpx.delete(f"{url}/jobs/{job_id}").json() == {"id": job_id, "state": "cancelled", "erased": False}
+        time.sleep(3)  # the worker notices at its next report and stops
+        after = httpx.get(f"{url}/jobs/{job_id}").json()
+        assert after["state"] == "cancelled" and after["result"] is None and after["progress"] < 1
+        assert not (tmp_path / "jobs" / "videos" / job_id).exists()
+        # the service goes on: the next job runs
+        second = post_file(url, media.moving_face_video(tmp_path / "short.mp4", count=30), endpoint="/jobs")
+        assert wait_for(url, second.json()["id"])[0]["state"] == "done"
