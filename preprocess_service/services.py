@@ -55,7 +55,11 @@ class Services:
             store = self.history.store
             if store is None:
                 raise JobsUnavailable("jobs need the history database, which is not open: see /readyz")
-            self._jobs = Jobs.build(self.settings, store.engine, self.analyzer, self.predictions, self.metrics)
+            try:
+                self._jobs = Jobs.build(self.settings, store.engine, self.analyzer, self.predictions, self.metrics)
+            except (OSError, ValueError) as error:  # the queue's file or broker URL, the webhook key
+                log.warning("jobs unavailable: %s", error)
+                raise JobsUnavailable(f"jobs could not start here: {error.__class__.__name__} (see the log)") from error
         return self._jobs
 
     @classmethod

@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     jobs_worker: Literal["embedded", "external", "off"] = Field(
         "embedded",
         description="embedded: this process also runs the jobs (a laptop); external: deepfake-worker processes "
-        "do (a cluster); off: no /jobs routes",
+        "do (a cluster); off: the /jobs routes answer 503",
     )
     jobs_broker_url: str = Field(
         "",

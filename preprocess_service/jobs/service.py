@@ -10,6 +10,7 @@ messages in this process and runs them on the service's own analyzer; ``external
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import shutil
 from datetime import timedelta
@@ -32,6 +33,16 @@ from preprocess_service.uploads import Upload
 
 log = logging.getLogger("deepfake.jobs")
 IDLE_POLL_S = 0.5  # the embedded worker's wait when the queue is empty (Huey's consumer polls too)
+
+
+def webhook_key(settings: Settings) -> bytes:
+    """What every owner's webhook secret derives from, the same in every process. With a mounted signing
+    key (a cluster: the front and the workers both have it, and a read-only root), derived from it, so no
+    other Secret is needed and rotating the signing key rotates the webhook secrets; else a key file made
+    once in ``keys_dir`` (a laptop)."""
+    if settings.signing_key is not None:
+        return hashlib.sha256(b"deepfake-webhook-key\0" + settings.signing_key.read_bytes()).digest()
+    return load_webhook_key(settings.keys_dir)
 
 
 class JobsUnavailable(ServiceError):
@@ -57,7 +68,7 @@ class Jobs:
     ) -> Jobs:
         store = JobStore(engine)
         queue = JobQueue(make_huey(settings.jobs_broker_url, settings.jobs_dir))
-        key = load_webhook_key(settings.keys_dir)
+        key = webhook_key(settings)
         runner = JobRunner(settings, analyzer, predictions, store, metrics, key)
         return cls(settings, store, queue, runner, metrics, key)
 
