@@ -12,7 +12,7 @@ from preprocess_service.settings import Settings
 
 def test_processes_with_the_same_signing_key_share_the_webhook_key_and_write_nothing(tmp_path):
     pem = tmp_path / "signing_key.pem"
-    pem.write_bytes(b"-----BEGIN " + b"PRIVATE KEY-----\nMIIB...\n")
+    pem.write_bytes(b"stands for a mounted PEM: only its bytes are read")
     front = Settings(signing_key=pem, keys_dir=tmp_path / "front-keys")
     worker = Settings(signing_key=pem, keys_dir=tmp_path / "worker-keys")
     assert webhook_key(front) == webhook_key(worker)
