@@ -27,7 +27,7 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from fastapi import Request
 from limits import RateLimitItem, parse
@@ -35,6 +35,9 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from preprocess_service.errors import RateLimited, Unauthorized
+
+if TYPE_CHECKING:
+    from preprocess_service.settings import Settings
 
 log = logging.getLogger("deepfake.access")
 SHARED_OWNER = "local"  # the one owner of everything when no keys are configured
@@ -176,6 +179,19 @@ def sync_storage(url: str) -> Storage:
     if not isinstance(storage, Storage):
         raise ValueError(f"DEEPFAKE_RATE_LIMIT_STORAGE {url.split('://')[0]!r}: use a synchronous storage")
     return storage
+
+
+def policy_for(settings: Settings) -> AccessPolicy:
+    """The policy a process's settings describe (the front's app and deepfake-worker alike); a bad key
+    list or storage URL fails here, at start-up."""
+    return access_policy(
+        settings.api_keys,
+        settings.require_api_key,
+        settings.rate_limit,
+        settings.signing_rate_limit,
+        settings.auth_failure_limit,
+        settings.rate_limit_storage,
+    )
 
 
 def access_policy(

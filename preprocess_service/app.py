@@ -15,7 +15,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from preprocess_service import tracing
-from preprocess_service.access import access_policy
+from preprocess_service.access import policy_for
 from preprocess_service.errors import InvalidRequest, ServiceError
 from preprocess_service.inference import InferenceBackend
 from preprocess_service.logs import RequestIds
@@ -63,14 +63,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
     ``backend``: an inference backend made by the caller (the fast tests' fake); else the settings'."""
     settings = settings or get_settings()
     metrics = Metrics()
-    access = access_policy(  # a bad key list or storage URL fails here, at start-up
-        settings.api_keys,
-        settings.require_api_key,
-        settings.rate_limit,
-        settings.signing_rate_limit,
-        settings.auth_failure_limit,
-        settings.rate_limit_storage,
-    )
+    access = policy_for(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

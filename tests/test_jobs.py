@@ -49,6 +49,17 @@ def wait_for(url: str, job_id: str, headers: dict | None = None, timeout_s: floa
     raise AssertionError(f"job {job_id} not finished in {timeout_s} s: {view}")
 
 
+def wait_until_running(url: str, job_id: str, timeout_s: float = 120) -> dict:
+    """Polls until a worker has reported progress on the job: its view then."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        view = httpx.get(f"{url}/jobs/{job_id}").json()
+        if view["state"] == "running" and view["progress"] > 0:
+            return view
+        time.sleep(0.05)
+    return view
+
+
 def test_a_job_answers_as_predict_does_plus_a_timeline(demo_repository, seed_videos, tmp_path):
     video = seed_videos[0]
     with running_service(settings_for(demo_repository, tmp_path)) as url:
@@ -183,12 +194,7 @@ def test_a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(demo
         job_id = post_file(url, video, endpoint="/jobs").json()["id"]
         first = _worker({**shared, "DEEPFAKE_WORKER_PORT": str(free_port())}, tmp_path / "worker-1.log")
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                view = httpx.get(f"{url}/jobs/{job_id}").json()
-                if view["state"] == "running" and view["progress"] > 0:
-                    break
-                time.sleep(0.1)
+            view = wait_until_running(url, job_id)
             assert view["state"] == "running" and view["attempt"] == 1, view
             first.kill()
             first.wait(10)
@@ -311,12 +317,7 @@ def test_a_running_job_is_cancelled_and_stays_cancelled(demo_repository, tmp_pat
     video = media.altered_stretch_video(tmp_path / "long.mp4", 120, (0, 0))  # 240 samples: seconds of work
     with running_service(settings_for(demo_repository, tmp_path)) as url:
         job_id = post_file(url, video, endpoint="/jobs").json()["id"]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            view = httpx.get(f"{url}/jobs/{job_id}").json()
-            if view["state"] == "running" and view["progress"] > 0:
-                break
-            time.sleep(0.05)
+        view = wait_until_running(url, job_id)
         assert view["state"] == "running" and view["progress"] < 0.9, view
         assert httpx.delete(f"{url}/jobs/{job_id}").json() == {"id": job_id, "state": "cancelled", "erased": False}
         time.sleep(3)  # the worker notices at its next report and stops

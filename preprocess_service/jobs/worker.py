@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from prometheus_client import start_http_server
 
-from preprocess_service.access import access_policy
+from preprocess_service.access import policy_for
 from preprocess_service.jobs.service import Jobs
 from preprocess_service.logs import log_config
 from preprocess_service.metrics import Metrics
@@ -34,14 +34,7 @@ log = logging.getLogger("deepfake.worker")
 @contextlib.contextmanager
 def running_services(settings: Settings, metrics: Metrics) -> Iterator[tuple[Services, asyncio.AbstractEventLoop]]:
     """``Services`` opened on an event loop in a thread of its own, and closed on leaving."""
-    access = access_policy(
-        settings.api_keys,
-        settings.require_api_key,
-        settings.rate_limit,
-        settings.signing_rate_limit,
-        settings.auth_failure_limit,
-        settings.rate_limit_storage,
-    )
+    access = policy_for(settings)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="jobs-loop", daemon=True)
     thread.start()
