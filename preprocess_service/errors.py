@@ -45,6 +45,12 @@ class VideoTooLarge(ServiceError):
     status_code, code = 422, "video_too_large"
 
 
+class VideoTooLong(ServiceError):
+    """Longer than a job takes (``DEEPFAKE_JOBS_MAX_VIDEO_S``)."""
+
+    status_code, code = 422, "video_too_long"
+
+
 class DecodeBudgetExceeded(ServiceError):
     status_code, code = 422, "decode_budget_exceeded"
 

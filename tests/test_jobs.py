@@ -17,6 +17,7 @@ import pytest
 from deploy.ports import free_port
 from preprocess_service.settings import Settings
 from testing.server import post_file, running_service
+from tests import media
 
 KEY_A, KEY_B = "key-of-a-" + "a" * 24, "key-of-b-" + "b" * 24
 
@@ -115,6 +116,27 @@ def test_jobs_belong_to_their_api_key(demo_repository, seed_videos, tmp_path):
         assert httpx.get(f"{url}/jobs", headers=a).json()["total"] == 0
 
 
+def test_a_file_no_worker_could_analyze_is_refused_at_submission(demo_repository, seed_videos, tmp_path):
+    """Not a video, no video stream, one frame, longer than jobs take: /predict/'s 4xx (or the jobs'
+    own) at once, and nothing recorded, queued or kept: not a 202 and a job that fails later."""
+    one_frame = media.write_video(tmp_path / "one.mp4", [media.astronaut((128, 128))])
+    cases = [
+        (b"this is a text file named like a video\n" * 10, 415, "not_a_video"),
+        (media.audio_only(tmp_path / "audio.mp4").read_bytes(), 422, "no_video_stream"),
+        (one_frame.read_bytes(), 422, "too_few_frames"),
+        (seed_videos[0].read_bytes(), 422, "video_too_long"),  # 5 s or more, and jobs take 3 s here
+    ]
+    settings = settings_for(demo_repository, tmp_path, jobs_worker="external", jobs_max_video_s=3)
+    with running_service(settings) as url:
+        for payload, status, code in cases:
+            refused = post_file(url, payload, endpoint="/jobs", filename="clip.mp4")
+            assert (refused.status_code, refused.json()["error"]["code"]) == (status, code), refused.text
+        assert httpx.get(f"{url}/jobs").json()["total"] == 0
+        assert not any((tmp_path / "jobs" / "videos").glob("*")), "no refused upload is kept"
+        short = media.moving_face_video(tmp_path / "ok.mp4", count=20)
+        assert post_file(url, short, endpoint="/jobs").status_code == 202
+
+
 def test_a_webhook_to_a_private_address_is_refused_at_once(demo_repository, seed_videos, tmp_path):
     with running_service(settings_for(demo_repository, tmp_path, jobs_worker="external")) as url:
         for address in ("http://10.0.0.1/hook", "http://127.0.0.1:9/hook", "http://169.254.169.254/latest"):
@@ -169,8 +191,6 @@ def test_a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(demo
     """Debian's Redis as the broker, deepfake-worker processes as in a cluster. The first worker is killed
     (SIGKILL: no goodbye) while the job runs; its lease lapses, the front's chore queues the job again,
     a second worker claims it as attempt 2 and finishes it; the first attempt can no longer write."""
-    from tests import media
-
     video = media.moving_face_video(tmp_path / "long.mp4", count=400, size=(192, 192), fps=10)  # 40 s: 80 samples
     shared = {
         "DEEPFAKE_MODEL_REPOSITORY": str(demo_repository),
@@ -245,7 +265,6 @@ def test_a_ten_minute_video_locates_its_altered_stretch_in_flat_memory(redis_url
     the timeline's flagged stretch is there and only there; progress never goes backwards; the
     worker's resident memory, read at 1, 5 and 10 minutes of video, stays flat."""
     from export.repository import export_repository
-    from tests import media
 
     clips = [
         media.altered_stretch_video(tmp_path / "astronaut.mp4", 8, (99, 99)),
@@ -312,8 +331,6 @@ def _rss_kb(pid: int) -> int:
 
 
 def test_a_running_job_is_cancelled_and_stays_cancelled(demo_repository, tmp_path):
-    from tests import media
-
     video = media.altered_stretch_video(tmp_path / "long.mp4", 120, (0, 0))  # 240 samples: seconds of work
     with running_service(settings_for(demo_repository, tmp_path)) as url:
         job_id = post_file(url, video, endpoint="/jobs").json()["id"]

@@ -24,6 +24,7 @@ from preprocess_service.history.models import JobRecord
 from preprocess_service.jobs.queue import JobQueue, make_huey
 from preprocess_service.jobs.runner import JobRunner, job_view, timeline_options, video_path
 from preprocess_service.jobs.store import JobStore, new_job_id, now
+from preprocess_service.jobs.timeline import read_job_clock
 from preprocess_service.jobs.webhooks import load_webhook_key, owner_secret
 from preprocess_service.metrics import Metrics
 from preprocess_service.pipeline import Analyzer
@@ -76,8 +77,9 @@ class Jobs:
         return owner_secret(self._webhook_key, owner)
 
     async def submit(self, caller: Caller, upload: Upload, options: dict[str, Any]) -> JobRecord:
-        """Recorded, its video moved where the workers find it, then queued. A message that cannot be
-        sent now (broker down) is sent by the chore later: the job is never lost once answered 202."""
+        """Checked (a video a worker can read), recorded, its video moved where the workers find it,
+        then queued. A message that cannot be sent now (broker down) is sent by the chore later: the
+        job is never lost once answered 202."""
         owner = caller.owner
         assert owner is not None
         settings = self.settings
@@ -88,6 +90,9 @@ class Jobs:
                 f"{settings.jobs_max_unfinished_per_owner} (wait for some, or cancel)",
                 headers={"Retry-After": "30"},
             )
+        # Demuxed (not decoded) now: a file no worker could analyze is refused with /predict/'s 4xx at
+        # once, not accepted and failed later. Faces are the worker's to find.
+        await asyncio.to_thread(read_job_clock, settings, upload.path, settings.jobs_max_video_s)
         job_id = new_job_id()
         destination = video_path(settings, job_id)
         destination.parent.mkdir(parents=True, exist_ok=True)

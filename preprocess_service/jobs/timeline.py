@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from model_contract.identity import ModelInfo
-from preprocess_service.errors import InvalidRequest
+from preprocess_service.errors import VideoTooLong
 from preprocess_service.faces import CropCollector
 from preprocess_service.pipeline import Analyzer
+from preprocess_service.settings import Settings
 from preprocess_service.video import DecodeBudget, FrameClock, decode_positions, read_clock
 
 CHUNK_SAMPLES = 32  # samples decoded, cropped and featured together: one backbone batch
@@ -128,6 +129,18 @@ class Stopped(Exception):
     """The job was cancelled or taken back while its timeline was being computed."""
 
 
+def read_job_clock(settings: Settings, path: Path, max_video_s: float) -> FrameClock:
+    """The video's frame clock, with /predict/'s refusals (not a video, no video stream, too many or
+    too few frames, frames too large) and the jobs' own (longer than ``max_video_s``). Demuxing only,
+    no decoding: cheap enough to run when a job is submitted, so that a file no worker could analyze
+    is refused at once (a 4xx) rather than accepted and failed later."""
+    budget = DecodeBudget(settings.max_video_pixels, settings.max_decoded_frames, settings.max_decode_s)
+    clock = read_clock(path, settings.max_video_frames, budget, settings.min_frames)
+    if clock.duration_s > max_video_s:
+        raise VideoTooLong(f"the video is {clock.duration_s:.0f} s long; jobs take at most {max_video_s:.0f} s")
+    return clock
+
+
 class TimelineAnalyzer:
     """Runs on the same Analyzer parts as /predict/ (its detector, pools and inference backend), so
     Triton batches a job's windows with everyone's requests."""
@@ -141,14 +154,7 @@ class TimelineAnalyzer:
         model = await analyzer.model_info()
         options = self._options.for_model(model)
         loop = asyncio.get_running_loop()
-        budget = DecodeBudget(settings.max_video_pixels, settings.max_decoded_frames, settings.max_decode_s)
-        clock: FrameClock = await loop.run_in_executor(
-            analyzer.pool, read_clock, clock_path, settings.max_video_frames, budget, settings.min_frames
-        )
-        if clock.duration_s > self._max_video_s:
-            raise InvalidRequest(
-                f"the video is {clock.duration_s:.0f} s long; jobs take at most {self._max_video_s:.0f} s"
-            )
+        clock = await loop.run_in_executor(analyzer.pool, read_job_clock, settings, clock_path, self._max_video_s)
         times = sample_times(clock.duration_s, options)
         positions = clock.positions_at(times)
         timeline = Timeline(options, clock.duration_s, model.thresholds["sequence"], len(positions))
