@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import re
+import time
+from pathlib import Path
 
 import cv2
 import httpx
@@ -239,4 +242,178 @@ def test_redoc_loads_nothing_from_another_site(service, browser):
     expect(page.get_by_text("API docs by Redocly")).to_be_visible(timeout=30_000)
     page.wait_for_load_state("networkidle")
     assert elsewhere == []
+    page.close()
+
+
+# ---- Jobs: the whole video analysed by a worker, its progress and its timeline on the page.
+# A model made sensitive to the swapped face (tests/test_jobs.py's), a real H.264 video whose face is
+# another for 20 s, and an API key: the page must send it on every jobs call as on /predict/.
+
+ALTERED = (30.0, 50.0)  # seconds of the 80-second video where the face is swapped
+
+
+@pytest.fixture(scope="module")
+def jobs_service(module_folder):
+    from export.repository import export_repository
+    from tests.test_jobs import _sensitive_to_the_swap, api_keys
+
+    folder = module_folder("jobs")
+    clips = [
+        media.altered_stretch_video(folder / "astronaut.mp4", 8, (99, 99)),
+        media.altered_stretch_video(folder / "hopper.mp4", 8, (0, 99)),
+    ]
+    export_repository(_sensitive_to_the_swap(clips), folder / "repository")
+    settings = Settings(
+        model_repository=folder / "repository",
+        keys_dir=folder / "keys",
+        database_url=f"sqlite:///{folder}/history.sqlite3",
+        jobs_dir=folder / "jobs",
+        api_keys=api_keys(),
+    )
+    with running_service(settings) as url:
+        yield url
+
+
+def jobs_page(browser, url):
+    """The page with the API key typed in, and the list its CSP refusals go to (must stay empty)."""
+    from tests.test_jobs import KEY_A
+
+    page = browser.new_page(viewport={"width": 1000, "height": 1400})
+    refused: list[str] = []
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
+    page.goto(url + "/")
+    page.fill("#api-key", KEY_A)
+    return page, refused
+
+
+def is_job_submission(response) -> bool:
+    return response.request.method == "POST" and response.url.endswith("/jobs")
+
+
+def clock(seconds: float) -> str:
+    return f"{round(seconds) // 60}:{round(seconds) % 60:02d}"
+
+
+def test_a_long_video_as_a_job_shows_progress_and_its_altered_stretch_shaded(jobs_service, browser, tmp_path):
+    from tests.test_jobs import KEY_A
+
+    video = media.altered_stretch_video(tmp_path / "interview.mp4", 80, ALTERED)
+    page, refused = jobs_page(browser, jobs_service)
+    page.check("#as-job")
+    with page.expect_response(is_job_submission) as submitted:
+        page.set_input_files("#file", str(video))
+    assert submitted.value.status == 202
+    job_id = submitted.value.json()["id"]
+
+    seen: list[tuple[str | None, float]] = []  # (state, progress bar) as the page showed them
+    partial_timeline = False  # the chart drawn while the job was still running
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        state = page.locator("#job").get_attribute("data-state")
+        seen.append((state, float(page.locator("#job-progress").get_attribute("value") or 0)))
+        if state == "running" and page.locator("#timeline svg").count():
+            partial_timeline = True
+        if state in ("done", "failed", "cancelled"):
+            break
+        time.sleep(0.25)
+    assert seen[-1] == ("done", 1.0), seen
+    assert any(state == "running" and progress < 1 for state, progress in seen), seen
+    progress = [value for _, value in seen]
+    assert progress == sorted(progress), seen
+    assert partial_timeline, "the timeline was not drawn while the job ran"
+    expect(page.locator("#job-state")).to_have_text("Job done")
+    expect(page.locator("#job-cancel")).to_be_hidden()
+
+    # the job's own answer: one flagged stretch, the altered one to within a window's stride
+    view = httpx.get(f"{jobs_service}/jobs/{job_id}", headers={"X-API-Key": KEY_A}).json()
+    timeline = view["result"]["timeline"]
+    stride_s = timeline["stride"] / timeline["fps"]
+    [flagged] = timeline["flagged"]
+    assert abs(flagged["start_s"] - ALTERED[0]) <= stride_s and abs(flagged["end_s"] - ALTERED[1]) <= stride_s, flagged
+
+    # the chart shades it where it is: its x-span on the time axis is the stretch's
+    chart = page.locator("#timeline svg")
+    assert chart.get_attribute("role") == "img"
+    assert "1 stretch above the threshold" in chart.get_attribute("aria-label")
+    axis = page.locator("#timeline line.x-axis")
+    left, right = float(axis.get_attribute("x1")), float(axis.get_attribute("x2"))
+
+    def at(t: float) -> float:
+        return left + (right - left) * t / timeline["duration_s"]
+
+    shaded = page.locator("#timeline rect.flagged")
+    assert shaded.count() == 1
+    x, width = float(shaded.get_attribute("x")), float(shaded.get_attribute("width"))
+    assert x == pytest.approx(at(flagged["start_s"]), abs=0.5)
+    assert x + width == pytest.approx(at(flagged["end_s"]), abs=0.5)
+    assert clock(flagged["start_s"]) in shaded.locator("title").text_content()
+    assert page.locator("#timeline .segment").count() == len(timeline["segments"])
+    ticks = page.locator("#timeline text.x-tick-label").all_text_contents()
+    assert ticks == ["0:00", "0:15", "0:30", "0:45", "1:00", "1:15"], ticks  # m:ss, at most 8
+    words = f"Above the threshold: {clock(flagged['start_s'])}–{clock(flagged['end_s'])}"
+    expect(page.locator("#flagged li")).to_have_text(f"{words} (max P(FAKE) {flagged['max_p_fake']:.2f})")
+
+    # and the /predict/ view of the same file, from the job's result
+    expect(page.locator("#result")).to_be_visible()
+    assert page.inner_text("#verdict") in {"FAKE", "REAL"}
+    assert page.locator("#chart .frame-point").count() == 30
+    expect(page.locator("#error")).to_be_hidden()
+    screenshots = Path(os.environ.get("DEEPFAKE_PAGE_SCREENSHOTS", tmp_path))  # docs/page-jobs.png is this one
+    page.screenshot(path=str(screenshots / "page-jobs.png"), full_page=True)
+    assert refused == []
+    page.close()
+
+
+def test_a_running_job_is_cancelled_from_the_page(jobs_service, browser, tmp_path):
+    video = media.altered_stretch_video(tmp_path / "long.mp4", 120, (0, 0))  # 240 samples: seconds of work
+    page, refused = jobs_page(browser, jobs_service)
+    page.check("#as-job")
+    with page.expect_response(is_job_submission) as submitted:
+        page.set_input_files("#file", str(video))
+    job_path = f"/jobs/{submitted.value.json()['id']}"
+    expect(page.locator("#job")).to_have_attribute("data-state", "running", timeout=60_000)
+    page.click("#job-cancel")
+    expect(page.locator("#job-state")).to_have_text("Job cancelled")
+    expect(page.locator("#job-cancel")).to_be_hidden()
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if request.url.endswith(job_path) else None)
+    time.sleep(4.5)  # two poll periods: the page has stopped asking
+    assert polls == []
+    expect(page.locator("#result")).to_be_hidden()
+    assert refused == []
+    page.close()
+
+
+def test_a_video_longer_than_a_minute_goes_to_a_job_by_itself(jobs_service, browser, tmp_path):
+    """Debian's Chromium reads an H.264 file's duration (an off-page <video>'s metadata), so a video
+    over 60 s goes to a job without the box ticked; /predict/ stays the way for shorter clips (the
+    tests above upload those)."""
+    video = media.altered_stretch_video(tmp_path / "seventy.mp4", 70, (0, 0))
+    page, refused = jobs_page(browser, jobs_service)
+    predicted: list[str] = []
+    page.on("request", lambda request: predicted.append(request.url) if "/predict" in request.url else None)
+    with page.expect_response(is_job_submission) as submitted:
+        page.set_input_files("#file", str(video))
+    assert submitted.value.status == 202
+    assert not page.locator("#as-job").is_checked()
+    expect(page.locator("#job-note")).to_have_text("This video is 1:10 long: analysing it as a job")
+    expect(page.locator("#job-cancel")).to_be_visible(timeout=30_000)
+    page.click("#job-cancel")  # the worker is free for the next test
+    expect(page.locator("#job-state")).to_have_text("Job cancelled")
+    assert predicted == []
+    assert refused == []
+    page.close()
+
+
+def test_a_failed_job_shows_its_error_in_words(jobs_service, browser, tmp_path):
+    path = media.write_video(tmp_path / "coffee.mp4", [media.no_face()] * 12)  # a 202, then a failed job
+    page, refused = jobs_page(browser, jobs_service)
+    page.check("#as-job")
+    page.set_input_files("#file", str(path))
+    expect(page.locator("#job")).to_have_attribute("data-state", "failed", timeout=60_000)
+    expect(page.locator("#error")).to_have_text(re.compile("^No face was found"))  # /predict/'s words
+    expect(page.locator("#result")).to_be_hidden()
+    assert refused == []
     page.close()

@@ -1,4 +1,5 @@
-// The service's page: upload, verdict, per-frame chart, display frames with boxes, integrity, history.
+// The service's page: upload, verdict, per-frame chart, display frames with boxes, integrity, history;
+// long videos as jobs (POST /jobs, polled), with their timeline over the whole video.
 // Plain JavaScript, no build step, nothing loaded from elsewhere. Talks only to this service's API.
 "use strict";
 
@@ -18,6 +19,9 @@ const MESSAGES = {
   overloaded: "The service is busy.",
   backend_unavailable: "The model server is not answering.",
   unauthorized: "This service needs an API key (top right).",
+  jobs_unavailable: "This service runs no jobs at the moment.",
+  worker_lost: "The job's worker stopped before it finished; submit the video again.",
+  video_too_long: "The video is longer than this service's jobs take.",
 };
 
 let current = null; // { file, answer }
@@ -39,15 +43,15 @@ function showError(text) {
   $("error").hidden = false;
 }
 
-function upload(file) {
+function upload(file, route = "/predict/", uploaded = "Analyzing…") {
   // XMLHttpRequest, not fetch: it reports upload progress.
   return new Promise((resolve) => {
     const request = new XMLHttpRequest();
-    request.open("POST", "/predict/");
+    request.open("POST", route);
     for (const [name, value] of Object.entries(headers())) request.setRequestHeader(name, value);
     request.upload.onprogress = (event) => {
       if (event.lengthComputable) $("progress").value = (100 * event.loaded) / event.total;
-      if (event.loaded === event.total) $("status").textContent = "Analyzing…";
+      if (event.loaded === event.total) $("status").textContent = uploaded;
     };
     request.onload = () => {
       let body = null;
@@ -61,9 +65,42 @@ function upload(file) {
   });
 }
 
+// A video longer than this goes to a job by itself: 30 frames of /predict/ are one every 2 s or more.
+const LONG_VIDEO_S = 60;
+
+// The file's duration as this browser reads it (an off-page <video>, metadata only), or null when it
+// cannot (a codec or container it lacks) or takes longer than `waitMs`.
+function videoDuration(file, waitMs = 2000) {
+  return new Promise((resolve) => {
+    const video = document.createElement("video");
+    const url = URL.createObjectURL(file);
+    let timer = null;
+    const finish = (duration) => {
+      clearTimeout(timer);
+      video.onloadedmetadata = null;
+      video.onerror = null;
+      video.removeAttribute("src");
+      URL.revokeObjectURL(url);
+      resolve(duration);
+    };
+    timer = setTimeout(() => finish(null), waitMs);
+    video.muted = true;
+    video.preload = "metadata";
+    video.onloadedmetadata = () => finish(Number.isFinite(video.duration) ? video.duration : null);
+    video.onerror = () => finish(null);
+    video.src = url;
+  });
+}
+
 async function analyze(file) {
+  stopJob();
   $("error").hidden = true;
   $("result").hidden = true;
+  $("job").hidden = true;
+  if ($("as-job").checked) { submitJob(file, null); return; }
+  $("status").textContent = `Reading ${file.name}…`;
+  const duration = await videoDuration(file);
+  if (duration !== null && duration > LONG_VIDEO_S) { submitJob(file, duration); return; }
   $("progress").hidden = false;
   $("progress").value = 0;
   $("status").textContent = `Uploading ${file.name}…`;
@@ -77,6 +114,134 @@ async function analyze(file) {
   current = { file, answer: body };
   render(body, file);
   loadRecent();
+}
+
+// ---- Jobs: the whole video, analysed by a worker; the page polls GET /jobs/{id} until it is finished.
+
+const POLL_MS = 2000;
+const FINAL = new Set(["done", "failed", "cancelled"]);
+const STATE_WORDS = { queued: "queued: waiting for a worker", running: "running", done: "done", failed: "failed", cancelled: "cancelled" };
+let job = null; // the job this page follows: { id, file, view, timer, controller, stopped }
+
+function stopJob() {
+  if (!job) return;
+  job.stopped = true;
+  clearTimeout(job.timer);
+  if (job.controller) job.controller.abort();
+  job = null;
+}
+
+async function submitJob(file, duration) {
+  const note = $("job-note");
+  note.textContent = duration === null ? "" : `This video is ${clock(duration)} long: analysing it as a job`;
+  note.hidden = duration === null;
+  $("job").hidden = false;
+  $("timeline-part").hidden = true;
+  $("job-cancel").hidden = true;
+  $("job-progress").value = 0;
+  $("job-state").textContent = "Submitting the job…";
+  $("progress").hidden = false;
+  $("progress").value = 0;
+  $("status").textContent = `Uploading ${file.name}…`;
+  const { status, body, retryAfter } = await upload(file, "/jobs", "Submitting the job…");
+  $("progress").hidden = true;
+  $("status").textContent = "";
+  if (status !== 202) {
+    $("job").hidden = true;
+    showError(status === 0 ? "The service could not be reached." : explain(status, body, retryAfter));
+    return;
+  }
+  job = { id: body.id, file, view: null, timer: null, controller: null, stopped: false };
+  showJob({ state: body.state, progress: 0, timeline: null });
+  poll(job);
+}
+
+async function poll(followed) {
+  followed.controller = new AbortController();
+  let response = null;
+  let body = null;
+  try {
+    response = await fetch(`/jobs/${followed.id}`, { headers: headers(), signal: followed.controller.signal, cache: "no-store" });
+    body = await response.json().catch(() => null);
+  } catch (e) {
+    response = null; // aborted, or the service unreachable for a moment
+  }
+  if (followed.stopped) return;
+  if (response && response.ok) {
+    followed.view = body;
+    showJob(body);
+    if (FINAL.has(body.state)) { finishJob(body, followed); return; }
+  } else if (response && ![429, 502, 503, 504].includes(response.status)) {
+    stopJob();
+    showError(explain(response.status, body));
+    return;
+  }
+  // a refused or lost poll is tried again (after Retry-After, if longer): the job goes on without us
+  const wait = 1000 * Number(response && response.headers.get("Retry-After"));
+  followed.timer = setTimeout(() => poll(followed), Number.isFinite(wait) ? Math.max(POLL_MS, wait) : POLL_MS);
+}
+
+function showJob(view) {
+  $("job").dataset.state = view.state;
+  $("job-progress").value = view.progress || 0;
+  const timeline = view.result ? view.result.timeline : view.timeline;
+  let words = `Job ${STATE_WORDS[view.state] || view.state}`;
+  if (view.state === "running") {
+    words += `: ${Math.floor(100 * (view.progress || 0))} %`;
+    if (timeline && timeline.frames.length) {
+      words += ` (${clock(timeline.frames[timeline.frames.length - 1].t)} of ${clock(timeline.duration_s)} scanned)`;
+    }
+  }
+  $("job-state").textContent = words;
+  $("job-cancel").hidden = FINAL.has(view.state);
+  if (timeline) drawTimeline(timeline, view.state === "done");
+}
+
+function finishJob(view, followed) {
+  stopJob();
+  if (view.state === "done") {
+    current = { file: followed.file, answer: view.result };
+    render(view.result, followed.file);
+    loadRecent();
+  } else if (view.state === "failed") {
+    showError(explain(0, view)); // the code /predict/ would have answered, in the same words
+  }
+}
+
+async function cancelJob() {
+  const followed = job;
+  if (!followed) return;
+  $("job-cancel").disabled = true;
+  let response = null;
+  let body = null;
+  try {
+    response = await fetch(`/jobs/${followed.id}`, { method: "DELETE", headers: headers() });
+    body = await response.json().catch(() => null);
+  } catch (e) {
+    response = null;
+  }
+  $("job-cancel").disabled = false;
+  if (!response || !response.ok) {
+    showError(response ? explain(response.status, body, response.headers.get("Retry-After")) : "The service could not be reached.");
+    return;
+  }
+  stopJob();
+  if (body.erased) { // it had finished between two polls: DELETE erased it
+    $("job").dataset.state = body.state;
+    $("job-state").textContent = `The job had just finished (${body.state}); cancelling it erased it.`;
+    $("job-cancel").hidden = true;
+    return;
+  }
+  showJob({ ...(followed.view || {}), state: "cancelled" });
+}
+
+// Seconds as a clock reads them: 295 is "4:55", 3725 is "1:02:05".
+function clock(seconds) {
+  const whole = Math.round(seconds);
+  const two = (n) => String(n).padStart(2, "0");
+  const hours = Math.floor(whole / 3600);
+  const minutes = Math.floor((whole % 3600) / 60);
+  return hours ? `${hours}:${two(minutes)}:${two(whole % 60)}` : `${minutes}:${two(whole % 60)}`;
 }
 
 // The words a user reads for the service's codes: the raw code NO_FACE never reaches the page.
@@ -186,11 +351,14 @@ function tickLabel(value, step) {
 
 // Runs of consecutive frames with a face. The line is drawn run by run so that it breaks where no
 // face was found: a straight segment across those frames would show scores nobody measured.
-function runsWithFace(frames) {
+function runsWithFace(frames) { return runsWhere(frames, (f) => f.p_fake !== null); }
+function runsWithoutFace(frames) { return runsWhere(frames, (f) => f.p_fake === null); }
+
+function runsWhere(frames, keep) {
   const runs = [];
   let run = [];
   for (const f of frames) {
-    if (f.p_fake === null) { if (run.length) runs.push(run); run = []; } else run.push(f);
+    if (!keep(f)) { if (run.length) runs.push(run); run = []; } else run.push(f);
   }
   if (run.length) runs.push(run);
   return runs;
@@ -206,12 +374,12 @@ function chartScales(frames) {
   };
 }
 
-function drawAxes(chart, scale) {
+function drawAxes(chart, scale, title = "time in the video") {
   const { width, height, left, right } = CHART;
-  chart.append(svg("line", { x1: left, y1: scale.y(0), x2: width - right, y2: scale.y(0), stroke: "#888" }));
-  chart.append(svg("line", { x1: left, y1: scale.y(0), x2: left, y2: scale.y(1), stroke: "#888" }));
+  chart.append(svg("line", { class: "x-axis", x1: left, y1: scale.y(0), x2: width - right, y2: scale.y(0), stroke: "#888" }));
+  chart.append(svg("line", { class: "y-axis", x1: left, y1: scale.y(0), x2: left, y2: scale.y(1), stroke: "#888" }));
   const axis = svg("text", { x: (width + left) / 2, y: height - 4, "text-anchor": "middle", "font-size": 12 });
-  axis.textContent = "time in the video";
+  axis.textContent = title;
   chart.append(axis);
 }
 
@@ -282,6 +450,123 @@ function drawChart(answer) {
   drawLine(chart, scale, frames);
   drawPoints(chart, scale, frames, threshold);
   $("chart").replaceChildren(chart);
+}
+
+// ---- The timeline of a job: the same box, x the time in the whole video (m:ss), y P(FAKE).
+
+function timelineScales(timeline) {
+  const { width, height, left, right, top, bottom } = CHART;
+  const frames = timeline.frames;
+  const last = Math.max(timeline.duration_s || 0, frames.length ? frames[frames.length - 1].t : 0, 0.001);
+  return {
+    last,
+    x: (t) => left + ((width - left - right) * t) / last,
+    y: (p) => top + (height - top - bottom) * (1 - p),
+  };
+}
+
+// Clock steps (1 s … 3 h): the smallest that gives at most 8 ticks.
+const CLOCK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800];
+function clockTicks(last) {
+  const step = CLOCK_STEPS.find((s) => Math.floor(last / s + 1e-9) + 1 <= 8) || CLOCK_STEPS[CLOCK_STEPS.length - 1];
+  return ticksOf(last, step);
+}
+
+function drawClockTicks(chart, scale) {
+  for (const t of clockTicks(scale.last)) {
+    const x = scale.x(t);
+    chart.append(svg("line", { class: "x-tick", x1: x, x2: x, y1: scale.y(0), y2: scale.y(0) + 5, stroke: "#888" }));
+    const label = svg("text", { class: "x-tick-label", x, y: scale.y(0) + 18, "text-anchor": "middle", "font-size": 11 });
+    label.textContent = clock(t);
+    chart.append(label);
+  }
+}
+
+function stretchWords(f) { return `${clock(f.start_s)}–${clock(f.end_s)}`; }
+
+function drawFlagged(chart, scale, flagged) {
+  for (const f of flagged) {
+    const rect = svg("rect", {
+      class: "flagged", x: scale.x(f.start_s), y: scale.y(1), width: Math.max(1, scale.x(f.end_s) - scale.x(f.start_s)),
+      height: scale.y(0) - scale.y(1), fill: "#b00020", "fill-opacity": 0.15,
+    });
+    const title = svg("title", {});
+    title.textContent = `Above the threshold: ${stretchWords(f)}, max P(FAKE) ${f.max_p_fake.toFixed(2)} (${f.windows} windows)`;
+    rect.append(title);
+    chart.append(rect);
+  }
+}
+
+// Each sample's own P(FAKE): a line broken where no face was found, those stretches grey on the axis.
+function drawSamples(chart, scale, timeline) {
+  const half = timeline.fps ? 0.5 / timeline.fps : 0;
+  for (const run of runsWithFace(timeline.frames)) {
+    if (run.length === 1) {
+      chart.append(svg("circle", { class: "sample-point", cx: scale.x(run[0].t), cy: scale.y(run[0].p_fake), r: 2, fill: "#0a66c2" }));
+      continue;
+    }
+    const points = run.map((f) => `${scale.x(f.t)},${scale.y(f.p_fake)}`).join(" ");
+    chart.append(svg("polyline", { class: "sample-line", points, fill: "none", stroke: "#0a66c2", "stroke-width": 1 }));
+  }
+  for (const gap of runsWithoutFace(timeline.frames)) {
+    const from = Math.max(0, gap[0].t - half);
+    const to = Math.min(scale.last, gap[gap.length - 1].t + half);
+    const rect = svg("rect", { class: "no-face", x: scale.x(from), y: scale.y(0) - 4, width: Math.max(1, scale.x(to) - scale.x(from)), height: 4, fill: "#999" });
+    const title = svg("title", {});
+    title.textContent = `${labelInWords("NO_FACE")}: ${clock(from)}–${clock(to)}`;
+    rect.append(title);
+    chart.append(rect);
+  }
+}
+
+// Each window's P(FAKE) (the temporal model over its samples) as a step: windows overlap, so each
+// step spans from halfway to the previous window's centre to halfway to the next one's.
+function drawWindows(chart, scale, segments) {
+  const centres = segments.map((s) => (s.start_s + s.end_s) / 2);
+  let previous = null;
+  segments.forEach((s, i) => {
+    if (s.p_fake === null) { previous = null; return; }
+    const from = i ? (centres[i - 1] + centres[i]) / 2 : s.start_s;
+    const to = i < segments.length - 1 ? (centres[i] + centres[i + 1]) / 2 : s.end_s;
+    const y = scale.y(s.p_fake);
+    if (previous !== null) chart.append(svg("line", { class: "segment-riser", x1: scale.x(from), x2: scale.x(from), y1: previous, y2: y, stroke: "#333", "stroke-width": 1 }));
+    const step = svg("line", { class: "segment", x1: scale.x(from), x2: scale.x(to), y1: y, y2: y, stroke: "#333", "stroke-width": 2.5 });
+    const title = svg("title", {});
+    title.textContent = `window ${clock(s.start_s)}–${clock(s.end_s)}: P(FAKE) ${s.p_fake.toFixed(4)} (${s.faces} samples with a face)`;
+    step.append(title);
+    chart.append(step);
+    previous = y;
+  });
+}
+
+function flaggedWords(timeline, complete) {
+  if (!timeline.flagged.length) return [`No stretch above the threshold${complete ? "" : " so far"}`];
+  return timeline.flagged.map((f) => `Above the threshold: ${stretchWords(f)} (max P(FAKE) ${f.max_p_fake.toFixed(2)})`);
+}
+
+function timelineSummary(timeline, complete) {
+  const frames = timeline.frames;
+  const scanned = complete || !frames.length ? "" : `, ${clock(frames[frames.length - 1].t)} scanned so far`;
+  const stretches = timeline.flagged.length
+    ? `${timeline.flagged.length} stretch${timeline.flagged.length > 1 ? "es" : ""} above the threshold ${timeline.threshold}: ${timeline.flagged.map(stretchWords).join(", ")}`
+    : `no stretch above the threshold ${timeline.threshold}`;
+  return `P(FAKE) over the video (${clock(timeline.duration_s)} long${scanned}): ${stretches}`;
+}
+
+function drawTimeline(timeline, complete) {
+  const { width, height } = CHART;
+  const scale = timelineScales(timeline);
+  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": timelineSummary(timeline, complete) });
+  drawFlagged(chart, scale, timeline.flagged); // first: under the lines
+  drawAxes(chart, scale, "time in the video (m:ss)");
+  drawClockTicks(chart, scale);
+  drawProbabilityTicks(chart, scale);
+  drawThreshold(chart, scale, timeline.threshold);
+  drawSamples(chart, scale, timeline);
+  drawWindows(chart, scale, timeline.segments);
+  $("timeline").replaceChildren(chart);
+  $("flagged").replaceChildren(...flaggedWords(timeline, complete).map((words) => element("li", words)));
+  $("timeline-part").hidden = false;
 }
 
 function frameCaption(f) {
@@ -399,6 +684,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("download-csv").addEventListener("click", downloadCsv);
   $("sign").addEventListener("click", sign);
   $("verify").addEventListener("click", verify);
+  $("job-cancel").addEventListener("click", cancelJob);
+  window.addEventListener("pagehide", stopJob); // no polls from a page that is gone
   fetch("/readyz").then((r) => r.ok ? r.json() : null).then((ready) => {
     if (ready && ready.model && ready.model.untrained_demo) $("demo-banner").hidden = false;
   });
