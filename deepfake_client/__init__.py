@@ -5,6 +5,7 @@ with DeepfakeClient("http://127.0.0.1:8080", api_key=None) as client:
     answer = client.predict("video.mp4")
     assert client.verify_receipt_offline("video.mp4", answer["receipt"]).valid
     assert client.verify_attestation_offline("video.mp4", client.sign("video.mp4")["attestation"]).valid
+    job = client.wait_job(client.submit_job("long.mp4")["id"])  # a job: polled every 2 s until finished
 
 A job's webhook, checked where it arrives: ``verify_webhook(secret, signature_header, body)``
 (``deepfake_client.webhooks``, standard library only).

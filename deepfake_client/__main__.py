@@ -9,13 +9,20 @@
     deepfake-client keys save [--out FILE]
     deepfake-client history [--verdict FAKE] [--sha256 HEX] [--checkpoint HEX] [--precision fp32]
                             [--page 1] [--per-page 20] [--json]
+    deepfake-client jobs submit DIR|CSV|FILES... [--out deepfake-jobs] [--state FILE] [--max-pending 20]
+                            [--poll 2] [--webhook-url URL] [--refresh] [--all-files] [--json]
+    deepfake-client jobs status ID [--json]
+    deepfake-client jobs list [--state running] [--page 1] [--per-page 20] [--json]
+    deepfake-client jobs cancel ID
 
 ``--url`` (or DEEPFAKE_URL, default http://127.0.0.1:8080), ``--api-key`` (or DEEPFAKE_API_KEY) and
 ``--keys`` (or DEEPFAKE_CLIENT_KEYS, default ``~/.config/deepfake-client/keys.json``: the public keys
 pinned on first use, key id -> PEM). Exit status: 0 done (and valid, for the checks), 1 invalid or
-refused, 2 usage. A check's verdict is one JSON line on standard output; a refusal or a problem with
-what was given is one ``error:`` line on standard error, never a traceback; a note (what was saved,
-skipped or fetched) is one line on standard error, so standard output stays what it was.
+refused (a job failed or cancelled among them), 2 usage, 130 interrupted (``jobs submit``: the same
+command again resumes it from its state file; docs/jobs.md, "Batches from a terminal"). A check's
+verdict is one JSON line on standard output; a refusal or a problem with what was given is one
+``error:`` line on standard error, never a traceback; a note (what was saved, skipped or fetched) is
+one line on standard error, so standard output stays what it was.
 
 Strings the service stored (file names, codes, messages) are printed as plain text: control
 characters are dropped and rich markup is shown, not interpreted, so a file name cannot move the
@@ -43,6 +50,7 @@ from rich.text import Text
 
 from deepfake_client.api import (
     DEFAULT_URL,
+    FINAL_JOB_STATES,
     AttestationCheck,
     DeepfakeClient,
     KeyStoreError,
@@ -56,6 +64,7 @@ from deepfake_client.api import (
     public_key_id,
     read_key_store,
 )
+from deepfake_client.batch import Batch, Entry, StateFileError, as_dict
 from model_contract.receipts import MALFORMED, receipt_header
 
 console = Console()
@@ -75,6 +84,8 @@ _UNPRINTABLE = dict.fromkeys(
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".ts", ".m2ts")
 PATH_SUFFIXES = (".json", ".jws", ".txt")  # what a receipt argument that is a path ends with, if not a file
 HEX = re.compile(r"[0-9a-fA-F]{13,}")
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+CSV_HEADERS = ("path", "video", "file")  # a CSV's first row naming one of these is its header
 SHOWN_NAMES = 10  # a note lists at most this many file names, then "and N more"
 
 
@@ -175,7 +186,69 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--page", type=int, default=1)
     history.add_argument("--per-page", type=int, default=20)
     history.add_argument("--json", action="store_true")
+    _jobs_parser(commands)
     return parser
+
+
+def _at_least_one(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return number
+
+
+def _jobs_parser(commands: argparse._SubParsersAction) -> None:
+    jobs = commands.add_parser("jobs", help="asynchronous jobs: a batch with progress and resume, one job, the list")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    submit = jobs_commands.add_parser(
+        "submit", help="files as jobs, their answers saved; the same command again resumes an interrupted batch"
+    )
+    submit.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        help="video files, folders (their files, not recursive), or CSV files of paths (a path column, or the "
+        "first column; relative to the CSV's folder)",
+    )
+    submit.add_argument(
+        "--out", type=Path, default=Path("deepfake-jobs"), help="where each job's answer goes (default: %(default)s)"
+    )
+    submit.add_argument("--state", type=Path, help="the state file that resumes the batch (default: OUT/state.json)")
+    submit.add_argument(
+        "--max-pending", type=_at_least_one, default=20, help="unfinished jobs at most at a time (default: %(default)s)"
+    )
+    submit.add_argument(
+        "--poll",
+        type=_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="between polls, each one request against the caller's rate (default: %(default)s)",
+    )
+    submit.add_argument("--webhook-url", help="where each job's outcome is POSTed, signed (docs/jobs.md)")
+    submit.add_argument("--refresh", action="store_true", help="analyze again even if the history has it")
+    submit.add_argument(
+        "--all-files", action="store_true", help=f"send every file, not only {' '.join(VIDEO_SUFFIXES)}"
+    )
+    submit.add_argument("--json", action="store_true", help="each file's outcome as JSON, {path: outcome}")
+    status = jobs_commands.add_parser("status", help="one job: its state, progress, and once done its result")
+    status.add_argument("id")
+    status.add_argument("--json", action="store_true", help="the job as the service answers it")
+    listing = jobs_commands.add_parser("list", help="this caller's jobs, newest first, without their results")
+    listing.add_argument("--state", choices=JOB_STATES)
+    listing.add_argument("--page", type=_at_least_one, default=1)
+    listing.add_argument("--per-page", type=_at_least_one, default=20)
+    listing.add_argument("--json", action="store_true")
+    cancel = jobs_commands.add_parser(
+        "cancel", help="cancel a queued or running job; a finished one is erased, its result with it"
+    )
+    cancel.add_argument("id")
 
 
 def _note(message: str) -> None:
@@ -523,6 +596,198 @@ def _history(client: DeepfakeClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_paths(path: Path) -> list[Path]:
+    """The paths a CSV lists: its ``path`` column (or ``video``, ``file``) where the first row is a
+    header, else its first column; relative ones are relative to the CSV's folder (as deepfake-eval
+    reads ``path,label``: a label column is allowed, and ignored)."""
+    try:
+        with path.open(newline="") as stream:
+            rows = [row for row in csv.reader(stream) if any(cell.strip() for cell in row)]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputProblem(f"{path} is not a CSV of paths") from error
+    column = 0
+    if rows:
+        header = [cell.strip().lower() for cell in rows[0]]
+        named = [header.index(name) for name in CSV_HEADERS if name in header]
+        if named:
+            column, rows = named[0], rows[1:]
+    listed = [Path(row[column].strip()) for row in rows if column < len(row) and row[column].strip()]
+    if not listed:
+        raise InputProblem(f"{path} lists no files (a path column, or paths in the first column)")
+    return [entry if entry.is_absolute() else path.parent / entry for entry in listed]
+
+
+def _job_files(given: list[Path], all_files: bool) -> list[Path]:
+    """Folders expanded, CSVs read, then as ``predict`` takes them (``_videos``); missing files named."""
+    expanded: list[Path] = []
+    for path in given:
+        is_list = path.suffix.lower() == ".csv" and path.is_file()
+        expanded.extend(_csv_paths(path) if is_list else [path])
+    missing = [path for path in expanded if not path.exists()]
+    if missing:
+        shown = ", ".join(plain(path) for path in missing[:SHOWN_NAMES])
+        more = f" and {len(missing) - SHOWN_NAMES} more" if len(missing) > SHOWN_NAMES else ""
+        raise InputProblem(f"no such file: {shown}{more}")
+    return _videos(expanded, all_files)
+
+
+def _outcome(batch: Batch, entry: Entry) -> dict:
+    saved = entry.state in FINAL_JOB_STATES
+    return {
+        "state": entry.state,
+        "job_id": entry.job_id,
+        "answer": str(batch.answer_path(entry)) if saved else None,
+        "result": entry.result,
+        "p_fake": entry.p_fake,
+        "flagged": entry.flagged,
+        "error": entry.error,
+        "sha256": entry.sha256,
+    }
+
+
+def _jobs_submit(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    files = _job_files(args.files, args.all_files)
+    state_file = args.state or args.out / "state.json"
+    batch = None
+    try:
+        batch = Batch(
+            client,
+            files,
+            args.out,
+            state_file,
+            max_pending=args.max_pending,
+            poll_s=args.poll,
+            webhook_url=args.webhook_url,
+            refresh=args.refresh,
+        )
+        entries = _run_batch(client, batch, state_file)
+    except KeyboardInterrupt:
+        pending = len(batch.pending) if batch else 0
+        _note(
+            f"interrupted: {_count(pending, 'job')} submitted and not finished go on on the service; "
+            f"the state is saved in {state_file}: the same command again resumes the batch"
+        )
+        return 130
+    failed = sum(entry.state != "done" for entry in entries.values())
+    saved = sum(entry.state in FINAL_JOB_STATES for entry in entries.values())
+    _note(
+        f"saved {_count(saved, 'answer')} in {args.out} (NAME.job.json); the state is in {state_file}"
+        + (f"; {failed} not done" if failed else "")
+    )
+    if args.json:
+        print(json.dumps({str(path): _outcome(batch, entry) for path, entry in entries.items()}, indent=2))
+        return 1 if failed else 0
+    table = Table("file", "state", "result", "P(FAKE)", "flagged", "job id", "error")
+    for path, entry in entries.items():
+        error = entry.error or {}
+        table.add_row(
+            printable(path),
+            printable(entry.state, "" if entry.state == "done" else "red"),
+            printable(entry.result),
+            "" if entry.p_fake is None else f"{entry.p_fake:.4f}",
+            "" if entry.flagged is None else str(entry.flagged),
+            printable(entry.job_id),
+            printable(f"{error.get('code')}: {error.get('message')}" if error else "", "red"),
+        )
+    console.print(table)
+    if any(entry.untrained_demo for entry in entries.values()):
+        console.print("[bold red]UNTRAINED DEMO MODEL answered: these verdicts mean nothing.[/bold red]")
+    return 1 if failed else 0
+
+
+def _run_batch(client: DeepfakeClient, batch: Batch, state_file: Path) -> dict[Path, Entry]:
+    """The batch under a progress bar: files finished of all, the unfinished jobs' progress counted in."""
+    if batch.skipped:
+        _note(f"{_count(batch.skipped, 'file')} already finished in {state_file}: not submitted again")
+    errors = Console(stderr=True)
+    # not on a terminal (a log, a pipe) a bar would only leave a blank line before the notes
+    with Progress(console=errors, transient=True, disable=not errors.is_terminal) as progress:
+        task = progress.add_task("jobs", total=len(batch.entries))
+
+        def show(event: str, entry: Entry | None) -> None:
+            if event == "lost" and entry is not None:
+                _note(f"{Path(entry.path).name}'s job is not on {client.url} (erased?): submitted again")
+            states = [e.state for e in batch.pending]
+            progress.update(
+                task,
+                completed=batch.completed(),
+                description=f"jobs: {states.count('running')} running, {states.count('queued')} queued",
+            )
+
+        show("start", None)
+        return batch.run(show)
+
+
+def _jobs_status(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    job = client.job(args.id)
+    outcome = 1 if job.get("state") in ("failed", "cancelled") else 0
+    if args.json:
+        print(json.dumps(job, indent=2))
+        return outcome
+    result, error = as_dict(job.get("result")), as_dict(job.get("error"))
+    progress = job.get("progress")
+    table = Table(show_header=False)  # a header is markup: the id, a service's string, goes in a cell
+    table.add_row("job", printable(job.get("id")))
+    table.add_row("state", printable(job.get("state"), "red" if outcome else ""))
+    table.add_row("progress", f"{progress:.0%}" if isinstance(progress, int | float) else "")
+    table.add_row("file", printable(f"{plain(job.get('filename'))} ({plain(job.get('size'))} bytes)"))
+    table.add_row("created", printable(plain(job.get("created_at"))[:19]))
+    if result:
+        p_fake = result.get("p_fake")
+        table.add_row("result", printable(result.get("result")))
+        table.add_row("P(FAKE)", f"{p_fake:.4f}" if isinstance(p_fake, int | float) else "")
+    for stretch in as_dict(job.get("timeline")).get("flagged") or []:
+        stretch = as_dict(stretch)
+        where = f"{stretch.get('start_s')}–{stretch.get('end_s')} s"
+        table.add_row("flagged", printable(f"{where} (max P(FAKE) {stretch.get('max_p_fake')})"))
+    if error:
+        table.add_row("error", printable(f"{error.get('code')}: {error.get('message')}", "red"))
+    console.print(table)
+    return outcome
+
+
+def _jobs_list(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    answer = client.jobs(page=args.page, per_page=args.per_page, state=args.state)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    table = Table("id", "created", "file", "state", "progress", "error")
+    for item in answer["items"]:
+        error = as_dict(item.get("error"))
+        progress = item.get("progress")
+        table.add_row(
+            printable(item.get("id")),
+            printable(plain(item.get("created_at"))[:19]),
+            printable(item.get("filename")),
+            printable(item.get("state")),
+            f"{progress:.0%}" if isinstance(progress, int | float) else "",
+            printable(error.get("code"), "red"),
+        )
+    console.print(table)
+    console.print(printable(f"{answer['total']} in all, page {answer['page']}"))
+    return 0
+
+
+def _jobs_cancel(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    answer = client.cancel_job(args.id)
+    if answer.get("erased"):
+        _note(f"job {args.id} had finished ({answer.get('state')}): erased, its result with it")
+    else:
+        _note(f"job {args.id} cancelled")
+    print(json.dumps(answer))
+    return 0
+
+
+def _jobs(client: DeepfakeClient, args: argparse.Namespace) -> int:
+    if args.jobs_command == "submit":
+        return _jobs_submit(client, args)
+    if args.jobs_command == "status":
+        return _jobs_status(client, args)
+    if args.jobs_command == "list":
+        return _jobs_list(client, args)
+    return _jobs_cancel(client, args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with DeepfakeClient(args.url, args.api_key) as client:
@@ -539,8 +804,10 @@ def main(argv: list[str] | None = None) -> int:
                 return _receipt_verify(client, args)
             if args.command == "keys":
                 return _keys_save(client, args)
+            if args.command == "jobs":
+                return _jobs(client, args)
             return _history(client, args)
-        except (ServiceError, InputProblem, KeyStoreError, OSError) as error:
+        except (ServiceError, InputProblem, KeyStoreError, StateFileError, OSError) as error:
             print(f"error: {plain(error)}", file=sys.stderr)
             return 1
         except httpx.HTTPError as error:

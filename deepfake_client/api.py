@@ -13,10 +13,12 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -31,6 +33,7 @@ from model_contract.receipts import MALFORMED, receipt_claims, receipt_header
 from model_contract.receipts import frames_digest as scores_digest
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+FINAL_JOB_STATES = frozenset({"done", "failed", "cancelled"})  # a job in one of these changes no more
 
 
 class ServiceError(Exception):
@@ -321,6 +324,64 @@ class DeepfakeClient:
     def history(self, **filters: Any) -> dict:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._answer(self._http.get(self.url + "/analyses", params=params)).json()
+
+    def _job_call(self, method: str, route: str, params: dict | None = None) -> Any:
+        """A jobs route, 429 and 503 asked again after their Retry-After: every poll counts against
+        the caller's rate, so a long batch meets 429 now and then, and should wait, not fail."""
+
+        def send() -> httpx.Response:
+            return self._http.request(method, self.url + route, params=params)
+
+        response = self._answer(send_with_retry(send, self.retry))
+        try:
+            return response.json()
+        except ValueError as error:  # not the service's JSON (an id like ".." reaches another route)
+            raise ServiceError(response.status_code, "bad_answer", f"{route} answered no JSON") from error
+
+    def submit_job(self, path: Path, webhook_url: str | None = None, refresh: bool = False) -> dict:
+        """``POST /jobs``: ``{"id", "state", "href"}`` at once (202). 429 (too many unfinished jobs of
+        this caller's, or over its rate) and 503 are asked again after their Retry-After, as a
+        prediction is. ``webhook_url``: where the outcome is POSTed; ``refresh``: as ``predict``'s."""
+        fields = {"refresh": "1" if refresh else "0"} | ({"webhook_url": webhook_url} if webhook_url else {})
+        return self._post_file("/jobs", path, fields, retry=True).json()
+
+    def job(self, job_id: str) -> dict:
+        """``GET /jobs/{id}``: state, progress, the timeline so far, and once done the result. Another
+        owner's job, or one erased, is ``ServiceError`` 404 ``not_found``."""
+        return self._job_call("GET", "/jobs/" + quote(job_id, safe=""))
+
+    def jobs(self, page: int = 1, per_page: int = 20, state: str | None = None) -> dict:
+        """``GET /jobs``: this caller's jobs, newest first, without results or timelines (one request
+        tells how many jobs stand where: what a batch polls)."""
+        params = {"page": page, "per_page": per_page} | ({"state": state} if state else {})
+        return self._job_call("GET", "/jobs", params)
+
+    def cancel_job(self, job_id: str) -> dict:
+        """``DELETE /jobs/{id}``: a queued or running job is cancelled (``"erased": false``); a finished
+        one is erased, its result with it (``"erased": true``)."""
+        return self._job_call("DELETE", "/jobs/" + quote(job_id, safe=""))
+
+    def wait_job(
+        self,
+        job_id: str,
+        poll_s: float = 2.0,
+        timeout_s: float | None = None,
+        on_progress: Callable[[dict], None] | None = None,
+    ) -> dict:
+        """Polls ``job`` every ``poll_s`` until the job is done, failed or cancelled, and returns that
+        last view. Every poll counts against the caller's rate (120 a minute by default): poll every
+        few seconds, not in a loop. ``on_progress`` is given each view; past ``timeout_s``,
+        ``TimeoutError`` (the job goes on on the service)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            view = self.job(job_id)
+            if on_progress is not None:
+                on_progress(view)
+            if view["state"] in FINAL_JOB_STATES:
+                return view
+            if deadline is not None and time.monotonic() + poll_s > deadline:
+                raise TimeoutError(f"job {job_id} is still {view['state']} after {timeout_s} s")
+            time.sleep(poll_s)
 
     def predict_many(
         self,

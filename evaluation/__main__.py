@@ -4,7 +4,9 @@ DIR holds REAL*/ and FAKE*/ folders (or is a CSV of path,label). Without ``--url
 started here, in-process, on the model repository given (the same app as ``deepfake-serve``, with
 the same DEEPFAKE_* settings); with ``--url`` a running service is evaluated (embedded or Triton).
 Every video is analyzed afresh (``?refresh=1``); ``--use-history`` accepts the service's cached
-answers, which the report then counts and leaves out of its timings.
+answers, which the report then counts and leaves out of its timings. ``--jobs`` sends the videos as
+asynchronous jobs (``POST /jobs``) instead of one held request each: the same rows, for a large set
+against a shared service.
 Writes OUT/results.csv (one row per video, resumable), OUT/summary.json and OUT/report.html.
 """
 
@@ -22,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from evaluation.compare import compare, format_comparison
 from evaluation.dataset import DatasetError, labelled_videos
+from evaluation.jobs_runner import analyze_all_as_jobs
 from evaluation.report import render
 from evaluation.runner import RULES, analyze_all
 from evaluation.summary import summarise
@@ -41,6 +44,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="backbone precision (in-process)")
     parser.add_argument("--concurrency", type=int, default=2, help="videos in flight at once")
+    parser.add_argument(
+        "--jobs",
+        action="store_true",
+        help="send the videos as asynchronous jobs (POST /jobs), at most --max-pending unfinished at once, "
+        "instead of holding a request per video; the rows are the same, each job's answer (with its timeline) "
+        "is kept in OUT/jobs/",
+    )
+    parser.add_argument("--max-pending", type=int, default=20, help="with --jobs: unfinished jobs at once")
     parser.add_argument(
         "--use-history",
         action="store_true",
@@ -81,6 +92,8 @@ def evaluate(args: argparse.Namespace) -> int:
             from preprocess_service.settings import Settings
 
             overrides: dict = {"model_repository": args.model_repository, "max_in_flight": max(8, args.concurrency)}
+            if args.jobs:  # the in-process service runs the jobs itself; their videos wait beside the results
+                overrides["jobs_dir"] = args.out / "service-jobs"
             if args.precision:
                 overrides["precision"] = args.precision
             url = stack.enter_context(local_service(Settings(**overrides)))
@@ -92,19 +105,30 @@ def evaluate(args: argparse.Namespace) -> int:
             return 1
         model = ready.json()["model"]
         with _progress() as progress:
-            task = progress.add_task("analyzing", total=len(videos))
+            task = progress.add_task("analyzing as jobs" if args.jobs else "analyzing", total=len(videos))
             progress.update(task, completed=0)
-            rows = asyncio.run(
-                analyze_all(
+            if args.jobs:
+                rows = analyze_all_as_jobs(
                     url,
                     videos,
                     args.out / "results.csv",
-                    args.concurrency,
                     args.api_key,
+                    args.max_pending,
                     on_row=lambda row: progress.advance(task),
                     refresh=not args.use_history,
                 )
-            )
+            else:
+                rows = asyncio.run(
+                    analyze_all(
+                        url,
+                        videos,
+                        args.out / "results.csv",
+                        args.concurrency,
+                        args.api_key,
+                        on_row=lambda row: progress.advance(task),
+                        refresh=not args.use_history,
+                    )
+                )
             progress.update(task, completed=len(videos))
     summary = summarise(rows, model, args.threshold_mode, args.target_fpr)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

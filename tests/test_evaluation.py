@@ -149,6 +149,27 @@ def test_a_running_service_gives_the_in_process_scores(evaluated, dataset, repos
                 assert remote[row.video].p_fake(rule) == pytest.approx(row.p_fake(rule), abs=1e-6)
 
 
+def test_through_jobs_the_rows_are_the_requests_rows(evaluated, dataset, repository, tmp_path):
+    """``--jobs``: every video a job on the in-process service's own worker; each row the job's /predict/
+    answer, so the same scores and the same error codes as the held requests, and each job's answer
+    (its timeline with it) kept beside the results."""
+    out = tmp_path / "jobs"
+    assert main([str(dataset), "--out", str(out), "--model-repository", str(repository), "--jobs"]) == 0
+    through_jobs = {row.video: row for row in read_rows(out / "results.csv")}
+    requests = read_rows(evaluated / "results.csv")
+    assert sorted(through_jobs) == sorted(row.video for row in requests)
+    for row in requests:
+        assert through_jobs[row.video].error == row.error, row.video
+        if row.ok:
+            for rule in RULES:
+                assert through_jobs[row.video].p_fake(rule) == pytest.approx(row.p_fake(rule), abs=1e-6)
+    answers = [json.loads(path.read_text()) for path in (out / "jobs").glob("*.job.json")]
+    assert len(answers) == sum(row.ok for row in requests)
+    assert all(answer["state"] == "done" and answer["result"]["timeline"]["segments"] for answer in answers)
+    state = json.loads((out / "jobs" / "state.json").read_text())
+    assert {entry["state"] for entry in state["files"]} <= {"done", "refused", "failed"}
+
+
 def _open_in_chromium(report: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
