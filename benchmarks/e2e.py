@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.machine import machine_facts  # noqa: E402
 from deploy.ports import free_port, wait_until  # noqa: E402
 
 SEED_VIDEOS = ROOT.parent / "shared" / "testdata" / "seed_videos"
@@ -315,7 +315,7 @@ def main() -> None:
                 "benchmark": "e2e",
                 "videos_per_pass": len(videos) // args.repeats,
                 "repeats": args.repeats,
-                "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+                "machine": machine_facts(),
                 "model": "sensitive test model (residual_scale 0.2)" if args.precisions else "repository",
                 "rows": rows,
                 "cache": cache,

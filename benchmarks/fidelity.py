@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.baseline_original import OriginalPipeline  # noqa: E402
+from benchmarks.machine import machine_facts  # noqa: E402
 from export.checkpoint import LoadedModel  # noqa: E402
 from export.repository import export_repository  # noqa: E402
 from model_contract import PROFILES  # noqa: E402
@@ -108,7 +109,11 @@ def main() -> None:
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
-        json.dumps({"benchmark": "fidelity", "videos": [v.name for v in videos], "rows": rows}, indent=2) + "\n"
+        json.dumps(
+            {"benchmark": "fidelity", "machine": machine_facts(), "videos": [v.name for v in videos], "rows": rows},
+            indent=2,
+        )
+        + "\n"
     )
     print(f"wrote {RESULTS}")
 

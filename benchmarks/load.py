@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from benchmarks.e2e import SEED_VIDEOS, ServiceProcess  # noqa: E402
+from benchmarks.machine import machine_facts  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "load.json"
 MAX_IN_FLIGHT = 8
@@ -212,7 +213,7 @@ def main() -> None:
         finally:
             triton.stop()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS.write_text(json.dumps({"machine": machine_facts(), **results}, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 

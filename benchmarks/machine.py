@@ -1,28 +1,5 @@
-"""The machine a benchmark ran on: processor model and the instruction sets that change the figures
-(machines of one kind differ: AMX on some, Zen 4 on others), recorded in every result."""
+"""The machine a benchmark ran on (the service's own description, which ``/readyz`` shows too)."""
 
-from __future__ import annotations
+from preprocess_service.machine import WATCHED_FLAGS, machine_facts
 
-import os
-import platform
-from pathlib import Path
-
-WATCHED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-
-
-def machine_facts() -> dict:
-    model, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    return {
-        "processor": model,
-        "cpus": os.cpu_count(),
-        "instruction_sets": [flag for flag in WATCHED_FLAGS if flag in flags],
-        "python": platform.python_version(),
-    }
+__all__ = ["WATCHED_FLAGS", "machine_facts"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.machine import machine_facts  # noqa: E402
 from export.architectures import Backbone, TemporalHead  # noqa: E402
 from export.calibration import face_crops  # noqa: E402
 from export.checkpoint import demo_model  # noqa: E402
@@ -134,7 +134,7 @@ def main() -> None:
                 "rounds": args.rounds,
                 "input_size": model.input_size,
                 "inputs": "real face crops from the seed videos",
-                "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+                "machine": machine_facts(),
                 "versions": {
                     "torch": torch.__version__,
                     "onnxruntime": onnxruntime.__version__,

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from preprocess_service.dependencies import ServicesDep
 from preprocess_service.errors import BackendUnavailable
+from preprocess_service.machine import machine_facts
 from preprocess_service.presenter import model_block
 
 router = APIRouter(tags=["health"])
@@ -41,6 +42,7 @@ async def readyz(services: ServicesDep) -> dict:
         "untrained_demo": model.untrained_demo,
         "verdict_rule": services.settings.verdict,
         "model": model_block(model).model_dump(),
+        "machine": machine_facts(),  # which processor and instruction sets (AMX, AVX-512 BF16, VNNI) serve
     }
 
 

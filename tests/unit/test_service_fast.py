@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from preprocess_service.access import hash_key
 from preprocess_service.app import create_app
+from preprocess_service.machine import WATCHED_FLAGS
 from preprocess_service.settings import Settings
 from testing.fake_backend import CHECKPOINT, FakeBackend
 from tests import media
@@ -111,6 +112,15 @@ def test_readiness_follows_the_backend_and_the_backend_is_closed(tmp_path):
         response = client.get("/readyz")
         assert response.status_code == 503 and response.json()["error"]["code"] == "backend_unavailable"
     assert backend.closed  # Services.open closed what it opened
+
+
+def test_readiness_names_the_processor_and_its_instruction_sets(client):
+    """A speed means nothing without the processor: /readyz says which one serves, and which of the
+    instruction sets that change the figures (AMX, AVX-512 BF16, VNNI) it has, as /proc/cpuinfo says."""
+    machine = client.get("/readyz").json()["machine"]
+    flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split()
+    assert machine["processor"] and machine["cpus"] >= machine["usable_cpus"] >= 1
+    assert machine["instruction_sets"] == [flag for flag in WATCHED_FLAGS if flag in flags]
 
 
 def test_every_answer_says_at_its_top_whether_the_demo_model_answered(client, video):
