@@ -12,7 +12,7 @@ IMAGE  ?= localhost/deepfake-service:0.1.0
 COVERAGE_ALL  ?= 90
 COVERAGE_FAST ?= 60
 
-.PHONY: image image-test setup model serve test test-fast lint checkov registry triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-history bench-load kubectl chromium postgres redis clean
+.PHONY: image image-test setup model serve test test-fast lint checkov registry triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-history bench-load bench-queues bench-jobs kubectl chromium postgres redis clean
 LINTED := export preprocess_service model_contract evaluation deepfake_client testing tests benchmarks deploy
 
 setup: $(STAMP)
@@ -128,6 +128,16 @@ bench-history: setup postgres
 
 bench-load: model
 	$(BIN)/python benchmarks/load.py
+
+# Jobs against /predict/: 200 short videos, 1, 2 and 4 deepfake-workers on Debian's Redis (docs/benchmarks.md, "Jobs").
+bench-jobs: model redis
+	$(BIN)/python benchmarks/jobs.py
+
+# Task queues compared (docs/jobs.md, "Why Huey"): the candidates are the bench-queues extra, at the
+# serve lock's versions of what they share with the service.
+bench-queues: setup redis postgres
+	$(BIN)/pip install --quiet -c $(VENV)/serve-constraints.txt -e ".[bench-queues]"
+	$(BIN)/python benchmarks/queues.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
