@@ -779,34 +779,27 @@ def _jobs_cancel(client: DeepfakeClient, args: argparse.Namespace) -> int:
 
 
 def _jobs(client: DeepfakeClient, args: argparse.Namespace) -> int:
-    if args.jobs_command == "submit":
-        return _jobs_submit(client, args)
-    if args.jobs_command == "status":
-        return _jobs_status(client, args)
-    if args.jobs_command == "list":
-        return _jobs_list(client, args)
-    return _jobs_cancel(client, args)
+    return JOBS_COMMANDS[args.jobs_command](client, args)
+
+
+JOBS_COMMANDS = {"submit": _jobs_submit, "status": _jobs_status, "list": _jobs_list, "cancel": _jobs_cancel}
+COMMANDS = {
+    "predict": _predict,
+    "csv": _csv,
+    "sign": _sign,
+    "verify": _verify,
+    "receipt": _receipt_verify,
+    "keys": _keys_save,
+    "jobs": _jobs,
+    "history": _history,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with DeepfakeClient(args.url, args.api_key) as client:
         try:
-            if args.command == "predict":
-                return _predict(client, args)
-            if args.command == "csv":
-                return _csv(client, args)
-            if args.command == "sign":
-                return _sign(client, args)
-            if args.command == "verify":
-                return _verify(client, args)
-            if args.command == "receipt":
-                return _receipt_verify(client, args)
-            if args.command == "keys":
-                return _keys_save(client, args)
-            if args.command == "jobs":
-                return _jobs(client, args)
-            return _history(client, args)
+            return COMMANDS[args.command](client, args)
         except (ServiceError, InputProblem, KeyStoreError, StateFileError, OSError) as error:
             print(f"error: {plain(error)}", file=sys.stderr)
             return 1

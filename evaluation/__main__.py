@@ -26,7 +26,7 @@ from evaluation.compare import compare, format_comparison
 from evaluation.dataset import DatasetError, labelled_videos
 from evaluation.jobs_runner import analyze_all_as_jobs
 from evaluation.report import render
-from evaluation.runner import RULES, analyze_all
+from evaluation.runner import RULES, ResultRow, analyze_all
 from evaluation.summary import summarise
 from evaluation.threshold import write_thresholds
 from model_contract import backbone_model_name
@@ -107,27 +107,18 @@ def evaluate(args: argparse.Namespace) -> int:
         with _progress() as progress:
             task = progress.add_task("analyzing as jobs" if args.jobs else "analyzing", total=len(videos))
             progress.update(task, completed=0)
+
+            def advance(row: ResultRow) -> None:
+                progress.advance(task)
+
+            results_csv, refresh = args.out / "results.csv", not args.use_history
             if args.jobs:
                 rows = analyze_all_as_jobs(
-                    url,
-                    videos,
-                    args.out / "results.csv",
-                    args.api_key,
-                    args.max_pending,
-                    on_row=lambda row: progress.advance(task),
-                    refresh=not args.use_history,
+                    url, videos, results_csv, args.api_key, args.max_pending, on_row=advance, refresh=refresh
                 )
             else:
                 rows = asyncio.run(
-                    analyze_all(
-                        url,
-                        videos,
-                        args.out / "results.csv",
-                        args.concurrency,
-                        args.api_key,
-                        on_row=lambda row: progress.advance(task),
-                        refresh=not args.use_history,
-                    )
+                    analyze_all(url, videos, results_csv, args.concurrency, args.api_key, advance, refresh)
                 )
             progress.update(task, completed=len(videos))
     summary = summarise(rows, model, args.threshold_mode, args.target_fpr)

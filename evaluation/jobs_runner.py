@@ -12,7 +12,6 @@ jobs submitted but not finished when a run was cut off are polled again, not sub
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 from deepfake_client.api import DeepfakeClient
 from deepfake_client.batch import REFUSED, Batch, Entry
 from evaluation.dataset import LabelledVideo
-from evaluation.runner import COLUMNS, ResultRow, _csv_values, _upgrade, read_rows, row_from_answer
+from evaluation.runner import ResultRow, ResultsFile, row_from_answer
 
 JOBS_FOLDER = "jobs"  # under the evaluation's output folder: the batch's state and every job's answer
 
@@ -46,16 +45,9 @@ def analyze_all_as_jobs(
 ) -> list[ResultRow]:
     """The videos not yet in ``results_csv`` as jobs (at most ``max_pending`` unfinished at once),
     each row appended as its job finishes; returns all rows, in the dataset's order."""
-    _upgrade(results_csv)
-    done = {row.video: row for row in read_rows(results_csv)}
-    todo = {os.path.abspath(video.path): video for video in videos if video.key not in done}
-    results_csv.parent.mkdir(parents=True, exist_ok=True)
     folder = results_csv.parent / JOBS_FOLDER
-    new_file = not results_csv.is_file()
-    with DeepfakeClient(url, api_key, timeout_s=300) as client, results_csv.open("a", newline="") as stream:
-        writer = csv.DictWriter(stream, COLUMNS)
-        if new_file:
-            writer.writeheader()
+    with ResultsFile(results_csv, on_row) as results, DeepfakeClient(url, api_key, timeout_s=300) as client:
+        todo = {os.path.abspath(video.path): video for video in results.todo(videos)}
         batch = Batch(
             client,
             [Path(path) for path in todo],
@@ -67,19 +59,11 @@ def analyze_all_as_jobs(
         )
 
         def on_event(event: str, entry: Entry | None) -> None:
-            if event not in ("finished", "refused") or entry is None:
-                return
-            video = todo[entry.path]
-            row = _row(video, entry, batch.answer_path(entry))
-            writer.writerow(_csv_values(row))
-            stream.flush()  # each row is kept even if the run is cut off
-            done[row.video] = row
-            on_row(row)
+            if event in ("finished", "refused") and entry is not None:
+                results.append(_row(todo[entry.path], entry, batch.answer_path(entry)))
 
         entries = batch.run(on_event)
         for path, entry in entries.items():  # finished in an earlier run, answers saved, rows not yet written
-            video = todo[os.path.abspath(path)]
-            if video.key not in done and entry.finished:
+            if todo[os.path.abspath(path)].key not in results.done and entry.finished:
                 on_event("finished", entry)
-    order = {video.key: index for index, video in enumerate(videos)}
-    return sorted((row for key, row in done.items() if key in order), key=lambda row: order[row.video])
+    return results.ordered(videos)

@@ -27,7 +27,8 @@ from deepfake_client.api import DeepfakeClient, ServiceError
 from evaluation.dataset import LabelledVideo
 from model_contract.identity import RULES
 
-__all__ = ["RULES", "ResultRow", "analyze_all", "read_rows"]  # RULES: what the report, summary and compare use
+# RULES: what the report, summary and compare use
+__all__ = ["RULES", "ResultRow", "ResultsFile", "analyze_all", "read_rows"]
 
 
 @dataclass
@@ -155,6 +156,42 @@ async def analyze_one(
     return row_from_answer(video, answer)
 
 
+class ResultsFile:
+    """results.csv opened for appending: the rows it already holds (``done``, by video), each new row
+    written and flushed as it comes (a run cut off keeps every row it got), and all of them back in
+    the dataset's order. Both ways of analyzing (held requests, jobs) write through it."""
+
+    def __init__(self, path: Path, on_row: Callable[[ResultRow], None] = lambda row: None) -> None:
+        _upgrade(path)
+        self.done = {row.video: row for row in read_rows(path)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new_file = not path.is_file()
+        self._stream = path.open("a", newline="")
+        self._writer = csv.DictWriter(self._stream, COLUMNS)
+        if new_file:
+            self._writer.writeheader()
+        self._on_row = on_row
+
+    def __enter__(self) -> ResultsFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stream.close()
+
+    def todo(self, videos: list[LabelledVideo]) -> list[LabelledVideo]:
+        return [video for video in videos if video.key not in self.done]
+
+    def append(self, row: ResultRow) -> None:
+        self._writer.writerow(_csv_values(row))
+        self._stream.flush()  # each row is kept even if the run is cut off
+        self.done[row.video] = row
+        self._on_row(row)
+
+    def ordered(self, videos: list[LabelledVideo]) -> list[ResultRow]:
+        order = {video.key: index for index, video in enumerate(videos)}
+        return sorted((row for key, row in self.done.items() if key in order), key=lambda row: order[row.video])
+
+
 async def analyze_all(
     url: str,
     videos: list[LabelledVideo],
@@ -166,30 +203,17 @@ async def analyze_all(
 ) -> list[ResultRow]:
     """Analyses the videos not yet in ``results_csv``, appending each row as it comes; returns all rows.
     ``refresh=False`` lets the service answer from its history (the rows then say ``cached``)."""
-    _upgrade(results_csv)
-    done = {row.video: row for row in read_rows(results_csv)}
-    todo = [video for video in videos if video.key not in done]
-    queue: asyncio.Queue[LabelledVideo] = asyncio.Queue()
-    for video in todo:
-        queue.put_nowait(video)
-    new_file = not results_csv.is_file()
-    results_csv.parent.mkdir(parents=True, exist_ok=True)
     client = DeepfakeClient(url, api_key, timeout_s=300)
-    with results_csv.open("a", newline="") as stream:
-        writer = csv.DictWriter(stream, COLUMNS)
-        if new_file:
-            writer.writeheader()
+    with ResultsFile(results_csv, on_row) as results:
+        queue: asyncio.Queue[LabelledVideo] = asyncio.Queue()
+        for video in results.todo(videos):
+            queue.put_nowait(video)
 
         async def worker(session: httpx.AsyncClient) -> None:
             while not queue.empty():
-                row = await analyze_one(client, session, queue.get_nowait(), refresh)
-                writer.writerow(_csv_values(row))
-                stream.flush()  # each row is kept even if the run is cut off
-                done[row.video] = row
-                on_row(row)
+                results.append(await analyze_one(client, session, queue.get_nowait(), refresh))
 
         with client:  # its own (synchronous) pool is not used here, only closed
             async with client.async_session() as session:
                 await asyncio.gather(*(worker(session) for _ in range(max(1, concurrency))))
-    order = {video.key: index for index, video in enumerate(videos)}
-    return sorted((row for key, row in done.items() if key in order), key=lambda row: order[row.video])
+    return results.ordered(videos)
