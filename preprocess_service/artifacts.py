@@ -86,13 +86,29 @@ def sweep(root: Path, ttl_s: float) -> int:
         return 0
     cutoff, removed = time.time() - ttl_s, 0
     for owner in (p for p in root.iterdir() if p.is_dir()):
-        for folder in owner.iterdir():
-            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+        for folder in _entries(owner):
+            if folder.is_dir() and _modified(folder) < cutoff:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
         with contextlib.suppress(OSError):  # an owner with nothing left keeps no folder (not empty: stays)
             owner.rmdir()
     return removed
+
+
+def _entries(folder: Path) -> list[Path]:
+    """A folder's entries; none if another replica's sweep removed it meanwhile."""
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def _modified(path: Path) -> float:
+    """Its mtime; +inf (never swept) if it vanished meanwhile: a staging folder renamed, a peer's sweep."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
 
 
 async def sweep_forever(root: Path, ttl_s: float) -> None:

@@ -186,3 +186,14 @@ def test_sweep_removes_an_owner_folder_left_empty(root: Path) -> None:
 
 def test_sweep_without_a_folder_is_nothing(root: Path) -> None:
     assert sweep(root, ttl_s=1) == 0
+
+
+def test_the_sweep_skips_what_vanishes_while_it_walks(root: Path) -> None:
+    """A staging folder renamed, or a peer replica's sweep, between listing and stat: skipped, no error.
+    (CI once failed on this race in a test's own walk; the sweep walks the same folders.)"""
+    from preprocess_service.artifacts import _entries, _modified
+
+    assert _entries(root / "gone") == []
+    assert _modified(root / "gone" / ".x.partial") == float("inf")
+    write_images(root, "alice", "ab" * 16, images())
+    assert _modified(owner_folder(root, "alice") / ("ab" * 16)) <= time.time()
