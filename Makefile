@@ -12,7 +12,7 @@ IMAGE  ?= localhost/deepfake-service:0.1.0
 COVERAGE_ALL  ?= 90
 COVERAGE_FAST ?= 60
 
-.PHONY: image image-test setup model serve test test-fast lint checkov registry triton bench-model bench-e2e bench-precisions bench-gpu bench-triton bench-fidelity bench-history bench-load bench-queues bench-jobs kubectl chromium postgres redis clean
+.PHONY: image image-test setup model serve test test-fast lint checkov registry triton bench-model bench-e2e bench-precisions bench-plans bench-auto bench-gpu bench-triton bench-fidelity bench-history bench-load bench-queues bench-jobs kubectl chromium postgres redis clean
 LINTED := export preprocess_service model_contract evaluation deepfake_client testing tests benchmarks deploy
 
 setup: $(STAMP)
@@ -112,6 +112,14 @@ bench-e2e: model
 
 bench-precisions: setup
 	$(BIN)/python benchmarks/e2e.py --precisions fp32 bf16 int8 --concurrency 1 2
+
+# deepfake-export --precision auto's plan tables, sensitive and demo model (docs/export.md)
+bench-plans: setup
+	$(BIN)/python benchmarks/plans.py
+
+# The original's way, fp32 and the auto plan end to end on the seed videos (docs/benchmarks.md)
+bench-auto: setup
+	$(BIN)/python benchmarks/e2e.py --precisions fp32 auto --demo-model --concurrency 1 2
 
 # On a host with an NVIDIA GPU (refuses elsewhere); see README "GPU".
 bench-gpu:

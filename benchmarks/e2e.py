@@ -41,6 +41,7 @@ from deploy.ports import free_port, wait_until  # noqa: E402
 SEED_VIDEOS = ROOT.parent / "shared" / "testdata" / "seed_videos"
 RESULTS = Path(__file__).parent / "results" / "e2e.json"
 STAGES = ("decode", "faces", "inference")
+OVERLAP_STAGES = ("front", "model", "total")  # decode + faces, model calls, request: total < front + model
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -109,7 +110,7 @@ async def drive_service(url: str, videos: list[Path], concurrency: int) -> tuple
     for video in videos:
         queue.put_nowait(video)
     payloads = {video: video.read_bytes() for video in set(videos)}
-    latencies, stages = [], {stage: [] for stage in STAGES}
+    latencies, stages = [], {stage: [] for stage in (*STAGES, *OVERLAP_STAGES)}
 
     async def worker(client: httpx.AsyncClient) -> None:
         while not queue.empty():
@@ -118,8 +119,9 @@ async def drive_service(url: str, videos: list[Path], concurrency: int) -> tuple
             response = await client.post(url + "/predict/", files={"file": (video.name, payloads[video])})
             latencies.append(time.perf_counter() - started)
             response.raise_for_status()
-            for stage in STAGES:
-                stages[stage].append(response.json()["stage_times_sec"][stage])
+            for stage, seconds in response.json()["stage_times_sec"].items():
+                if stage in stages and seconds is not None:
+                    stages[stage].append(seconds)
 
     async with httpx.AsyncClient(timeout=300) as client:
         started = time.perf_counter()
@@ -139,18 +141,22 @@ def drive_baseline(pipeline, videos: list[Path], concurrency: int) -> tuple[floa
     return time.perf_counter() - started, latencies, {}
 
 
-def export_sensitive(precisions: list[str], folder: Path):
-    """The sensitive test model at every precision asked for; the bound is lifted (--max-delta 1)
-    so that each precision is measured, and its |ΔP| is reported instead of enforced."""
+def export_sensitive(precisions: list[str], folder: Path, demo: bool = False):
+    """The sensitive test model (or with ``demo`` the demo model) at every precision asked for. For
+    explicit precisions the bound is lifted (--max-delta 1) so that each is measured and its |ΔP|
+    reported instead of enforced; ``auto`` keeps the default bound: it is what a user gets."""
     from export.__main__ import main as export_main
+    from export.checkpoint import demo_model
     from testing.sensitive_model import save_checkpoint, sensitive_model
 
     videos = sorted(p for p in SEED_VIDEOS.iterdir() if p.suffix.lower() in {".mp4", ".mov"})
-    model = sensitive_model(videos, residual_scale=0.2)
-    checkpoint = save_checkpoint(model, folder / "sensitive.pth")
+    model = demo_model() if demo else sensitive_model(videos, residual_scale=0.2)
+    source = ["--demo"] if demo else ["--checkpoint", str(save_checkpoint(model, folder / "sensitive.pth"))]
+    exported = ["auto"] if "auto" in precisions else [p for p in precisions if p != "auto"]
+    bound = [] if "auto" in precisions else ["--max-delta", "1"]
     code = export_main(
-        ["--checkpoint", str(checkpoint), "--repository", str(folder / "repository"), "--precision", *precisions]
-        + ["--calibration-videos", str(SEED_VIDEOS), "--max-delta", "1"]
+        [*source, "--repository", str(folder / "repository"), "--precision", *exported]
+        + ["--calibration-videos", str(SEED_VIDEOS), *bound]
     )
     if code != 0:
         raise SystemExit(f"export failed ({code})")
@@ -217,8 +223,14 @@ def main() -> None:
     parser.add_argument(
         "--precisions",
         nargs="+",
-        choices=["fp32", "bf16", "int8"],
-        help="embedded backend at each precision, on the sensitive test model exported here (see above)",
+        choices=["fp32", "bf16", "int8", "auto"],
+        help="embedded backend at each precision, on the sensitive test model exported here (see above);"
+        " auto: exported with --precision auto at the default bound and served with DEEPFAKE_PRECISION=auto",
+    )
+    parser.add_argument(
+        "--demo-model",
+        action="store_true",
+        help="with --precisions: the demo model instead of the sensitive one (constant answers: any plan passes)",
     )
     args = parser.parse_args()
 
@@ -229,11 +241,12 @@ def main() -> None:
     triton = None
     model = None
     scores: dict[str, dict] = {}
+    plans: dict[str, dict] = {}
     if args.precisions:
         import tempfile
 
         workspace = Path(tempfile.mkdtemp(prefix="e2e-precisions-"))
-        model, args.repository = export_sensitive(args.precisions, workspace)
+        model, args.repository = export_sensitive(args.precisions, workspace, args.demo_model)
         args.backends = [f"embedded-{precision}" for precision in args.precisions]
     if any(b.startswith("triton") for b in args.backends):
         from deploy.triton_local.server import start_triton  # tools prepared on first use
@@ -253,6 +266,9 @@ def main() -> None:
                 env = {"DEEPFAKE_PRECISION": precision, "DEEPFAKE_RUNTIME": "auto"}
             service = ServiceProcess("embedded" if precision else backend.removesuffix("-shm"), args.repository, env)
             try:
+                model_block = httpx.get(service.url + "/readyz", timeout=30).json()["model"]
+                plans[backend] = {key: model_block.get(key) for key in ("precision", "plan", "plan_reason", "runtime")}
+                print(f"{backend}: {plans[backend]}", flush=True)
                 asyncio.run(drive_service(service.url, videos[:2], 1))  # warm-up
                 if precision:
                     scores[precision] = served_scores(service.url, videos)
@@ -303,11 +319,14 @@ def main() -> None:
     print()
     print(
         f"{'pipeline':<28} {'conc':>4} {'videos/s':>9} {'p50 s':>7} {'p95 s':>7} {'decode':>7} {'faces':>7}"
-        f" {'infer':>7} {'x baseline':>10} {'p50/fp32':>8} {'|ΔP| frame':>10} {'|ΔP| video':>10}"
+        f" {'infer':>7} {'front':>7} {'model':>7} {'total':>7} {'x baseline':>10} {'p50/fp32':>8}"
+        f" {'|ΔP| frame':>10} {'|ΔP| video':>10}"
     )
     for row in rows:
         print(_format(row))
-    results = RESULTS.with_name("e2e_precisions.json") if args.precisions else RESULTS
+    results = RESULTS
+    if args.precisions:
+        results = RESULTS.with_name("e2e_auto.json" if "auto" in args.precisions else "e2e_precisions.json")
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(
         json.dumps(
@@ -316,7 +335,12 @@ def main() -> None:
                 "videos_per_pass": len(videos) // args.repeats,
                 "repeats": args.repeats,
                 "machine": machine_facts(),
-                "model": "sensitive test model (residual_scale 0.2)" if args.precisions else "repository",
+                "model": (
+                    ("demo model" if args.demo_model else "sensitive test model (residual_scale 0.2)")
+                    if args.precisions
+                    else "repository"
+                ),
+                "served_plans": plans,
                 "rows": rows,
                 "cache": cache,
             },
@@ -329,7 +353,7 @@ def main() -> None:
 
 def _format(row: dict) -> str:
     stage = row["stage_median_s"]
-    cells = " ".join(f"{stage[s]:>7.3f}" if s in stage else f"{'-':>7}" for s in STAGES)
+    cells = " ".join(f"{stage[s]:>7.3f}" if s in stage else f"{'-':>7}" for s in (*STAGES, *OVERLAP_STAGES))
     speedup = row.get("speedup_vs_baseline")
     extra = ""
     if "precision" in row:

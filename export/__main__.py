@@ -18,9 +18,11 @@ from export.checkpoint import (
 )
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityError, format_table
+from export.plan_search import format_plans
 from export.precision import DEFAULT_MAX_DELTA, PrecisionParityError, format_rows
-from export.repository import export_reduced_precisions, export_repository
+from export.repository import export_auto, export_reduced_precisions, export_repository
 from model_contract import PRECISIONS, PROFILES
+from model_contract.precision_plans import PLANS_FILE
 from model_contract.repository_digests import digest_of_list, pin_hint, write_digest_list
 
 EXIT_BAD_CHECKPOINT = 2
@@ -65,10 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--precision",
         nargs="+",
-        choices=PRECISIONS,
+        choices=(*PRECISIONS, "auto"),
         default=["fp32"],
         help="backbone precisions to write (fp32 always is): bf16 -> deepfake_backbone_bf16 (OpenVINO),"
-        " int8 -> deepfake_backbone_int8 (QDQ ONNX); each checked on held-out videos",
+        " int8 -> deepfake_backbone_int8 (QDQ ONNX); each checked on held-out videos. auto: measure fp32,"
+        " bf16, int8 and mixed int8 plans, publish the fastest within --max-delta, print the table and"
+        f" write it to {PLANS_FILE} (what the service's DEEPFAKE_PRECISION=auto serves)",
     )
     parser.add_argument(
         "--calibration-videos",
@@ -84,7 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if set(args.precision) - {"fp32"} and args.calibration_videos is None:
-        parser.error("--precision bf16/int8 needs --calibration-videos DIR (real videos, never random tensors)")
+        parser.error("--precision bf16/int8/auto needs --calibration-videos DIR (real videos, never random tensors)")
+    if "auto" in args.precision and len(set(args.precision) - {"fp32"}) > 1:
+        parser.error("--precision auto chooses the precisions itself: give it alone")
     return args
 
 
@@ -111,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             calibration = calibration_set(args.calibration_videos, model.preprocessing)
         rows = export_repository(model, args.repository, args.version, args.opset, args.torchscript, progress)
         print(format_table(rows))
-        if calibration is not None:
+        (args.repository / PLANS_FILE).unlink(missing_ok=True)  # it described the models just replaced
+        if calibration is not None and "auto" in args.precision:
+            table = export_auto(model, args.repository, calibration, args.version, args.max_delta, progress)
+            print(format_plans(table))
+        elif calibration is not None:
             precision_rows = export_reduced_precisions(
                 model, args.repository, args.precision, calibration, args.version, args.max_delta, progress
             )

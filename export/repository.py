@@ -16,9 +16,13 @@ from export import onnx_export, parity
 from export.calibration import CalibrationSet
 from export.checkpoint import LoadedModel
 from export.onnx_export import DEFAULT_OPSET, atomic_path, write_text_atomically
+from export.plan_search import Quantize, search_plans
 from export.precision import DEFAULT_MAX_DELTA, PrecisionRow, export_precisions
 from export.triton_config import ONNX, TORCHSCRIPT, Platform, backbone_config, temporal_config, write_configs
 from model_contract import BACKBONE_MODEL, LABELS, LABELS_FILE, TEMPORAL_MODEL, backbone_model_name
+from model_contract.precision_plans import PlanTable, write_plans
+
+REDUCED = ("bf16", "int8")  # the backbone slots beside fp32 (deepfake_backbone_<precision>)
 
 Progress = Callable[[str], None]
 
@@ -122,8 +126,41 @@ def export_reduced_precisions(
     return rows
 
 
-def _precision_config(model: LoadedModel, precision: str, kind: str) -> str:
-    return backbone_config(model, kind, ONNX, precision)
+def _precision_config(model: LoadedModel, precision: str, kind: str, plan: str | None = None) -> str:
+    return backbone_config(model, kind, ONNX, precision, plan)
+
+
+def export_auto(
+    model: LoadedModel,
+    repository: Path,
+    calibration: CalibrationSet,
+    version: int = 1,
+    bound: float = DEFAULT_MAX_DELTA,
+    progress: Progress = lambda message: None,
+    quantize: Quantize | None = None,
+    runtimes: tuple[str, ...] | None = None,
+) -> PlanTable:
+    """``--precision auto``: every plan measured, the fastest within the bound per slot published
+    with its configs, the table written to ``precision_plans.json`` for the service's auto."""
+    slots = {precision: model_file(repository, backbone_model_name(precision), ONNX, version) for precision in REDUCED}
+    table, published = search_plans(
+        model,
+        slots,
+        model_file(repository, BACKBONE_MODEL, ONNX, version),
+        model_file(repository, TEMPORAL_MODEL, ONNX, version),
+        calibration,
+        bound,
+        progress,
+        quantize,
+        runtimes,
+    )
+    for precision in published:
+        row = next(row for row in table.rows if row.published and row.precision == precision)
+        plan = row.describe() if not row.kept else f"{row.describe()}: {', '.join(row.kept)}"
+        configs = partial(_precision_config, model, precision, plan=plan)
+        write_configs(repository / backbone_model_name(precision), configs)
+    write_plans(repository, table)
+    return table
 
 
 def _step(progress: Progress, what: str, action: Callable):

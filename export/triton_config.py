@@ -29,6 +29,7 @@ from model_contract import (
     backbone_model_name,
 )
 from model_contract import DEFAULT_MAX_BATCH as MAX_BATCH_SIZE
+from model_contract.precision_plans import PRECISION_PLAN
 
 CPU_CONFIG_NAME = "cpu"  # tritonserver --model-config-name=cpu picks configs/cpu.pbtxt
 # Alternatives every model gets, picked the same way (--model-config-name=NAME):
@@ -63,7 +64,9 @@ KINDS = {
 }
 
 
-def _common(model: LoadedModel, name: str, platform: Platform, kind: str, precision: str = "fp32") -> ModelConfig:
+def _common(
+    model: LoadedModel, name: str, platform: Platform, kind: str, precision: str = "fp32", plan: str | None = None
+) -> ModelConfig:
     config = model_config_pb2.ModelConfig(
         name=f"{name}{platform.suffix}", platform=platform.name, max_batch_size=MAX_BATCH_SIZE
     )
@@ -71,6 +74,8 @@ def _common(model: LoadedModel, name: str, platform: Platform, kind: str, precis
     config.instance_group.add(count=1, kind=KINDS["KIND_GPU" if gpu else "KIND_CPU"])
     for key, value in {**model.export_metadata(), PRECISION: precision}.items():
         config.parameters[key].string_value = value
+    if plan is not None:  # the precision plan --precision auto published here (model_contract.precision_plans)
+        config.parameters[PRECISION_PLAN].string_value = plan
     return config
 
 
@@ -108,9 +113,11 @@ def _text(header: str, config: ModelConfig) -> str:
 PREFERRED_BATCHES = (16, 32, MAX_BATCH_SIZE)
 
 
-def backbone_config(model: LoadedModel, kind: str, platform: Platform = ONNX, precision: str = "fp32") -> str:
+def backbone_config(
+    model: LoadedModel, kind: str, platform: Platform = ONNX, precision: str = "fp32", plan: str | None = None
+) -> str:
     size, profile = model.input_size, model.preprocessing
-    config = _common(model, backbone_model_name(precision), platform, kind, precision)
+    config = _common(model, backbone_model_name(precision), platform, kind, precision, plan)
     config.input.add(name=BACKBONE_INPUT, data_type=model_config_pb2.TYPE_UINT8, dims=[size, size, 3])
     config.output.add(name=platform.output_names[0], data_type=model_config_pb2.TYPE_FP32, dims=[FEATURE_DIM])
     config.dynamic_batching.preferred_batch_size.extend(PREFERRED_BATCHES)

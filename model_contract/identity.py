@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from model_contract import CHECKPOINT_SHA256, FAMILY, MAX_TIME, PRECISION, UNTRAINED_DEMO, threshold_key
+from model_contract.precision_plans import PRECISION_PLAN
 from model_contract.preprocessing import PreprocessingProfile
 
 Rule = Literal["sequence", "original"]
@@ -36,6 +37,8 @@ class ModelInfo:
     architecture: dict[str, str] = field(default_factory=dict)  # sizes read from the checkpoint, heads, ...
     max_time: int | None = None  # longest sequence the temporal head takes (None: no limit)
     precision: str = "fp32"  # the backbone's arithmetic
+    plan: str = ""  # the precision plan the export published in this slot (empty: the precision, whole)
+    plan_reason: str = ""  # why the service serves it (set by the service, not recorded by the export)
     runtime: str = "unknown"  # the engine that runs it, as it reports itself
     thresholds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(RULES, DEFAULT_THRESHOLD))
 
@@ -49,7 +52,10 @@ class ModelInfo:
             raise ModelMismatch(
                 f"the model takes {input_size} px but its preprocessing profile says {preprocessing.size}: re-export it"
             )
-        recorded_elsewhere = {FAMILY, CHECKPOINT_SHA256, UNTRAINED_DEMO, MAX_TIME, PRECISION, "input_size"}
+        recorded_elsewhere = {
+            *(FAMILY, CHECKPOINT_SHA256, UNTRAINED_DEMO, MAX_TIME, PRECISION, PRECISION_PLAN),
+            "input_size",
+        }
         architecture = {
             key: value
             for key, value in parameters.items()
@@ -66,6 +72,7 @@ class ModelInfo:
             architecture=architecture,
             max_time=int(max_time) if max_time.isdigit() else None,
             precision=parameters.get(PRECISION, "fp32"),
+            plan=parameters.get(PRECISION_PLAN, ""),
             runtime=runtime,
             thresholds={rule: float(parameters.get(threshold_key(rule), DEFAULT_THRESHOLD)) for rule in RULES},
         )

@@ -30,7 +30,9 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--backend", choices=("embedded", "triton-http", "triton-grpc"))
     options.add_argument("--model-repository", help="exported models (embedded backend)")
     options.add_argument("--triton-url", help="host:port of Triton (HTTP or gRPC port, by --backend)")
-    options.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="backbone precision to serve")
+    options.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "int8"), help="backbone precision to serve (default auto)"
+    )
     options.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), help="embedded engine")
     options.add_argument("--workers", type=int, default=1, help="server processes")
     options.add_argument(

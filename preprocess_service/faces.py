@@ -158,6 +158,11 @@ class CropCollector:
     MediaPipe and OpenCV all release the GIL), at most ``max_pending`` frames ahead, so memory stays
     bounded by a few frames. The executor must not be the one decoding: a decoder waiting for its
     own queued face work would deadlock a full pool.
+
+    ``on_crop(position, crop)`` is called with each model input as soon as it is cut, on the thread
+    that cut it (a face-pool thread, in any order): how the pipeline starts the backbone on the first
+    crops while later frames still decode. It must be quick and thread-safe (the pipeline's hands the
+    crop to the event loop with ``call_soon_threadsafe``); an error it raises fails the analysis.
     """
 
     def __init__(
@@ -168,13 +173,16 @@ class CropCollector:
         keep_positions: Callable[[list[int]], set[int]] | None = None,
         executor: Executor | None = None,
         max_pending: int = 4,
+        on_crop: Callable[[int, np.ndarray], None] | None = None,
     ) -> None:
         self._detector, self._profile = detector, profile
         self._keep, self._keep_positions = keep or set(), keep_positions
         self._executor, self._max_pending = executor, max_pending
+        self._on_crop = on_crop
         self._pending: deque[Future[None]] = deque()
-        self._positions: list[int] = []
-        self._crops: list[np.ndarray] = []
+        # (position, crop) in one append: two face threads of one collector appending a position and
+        # its crop to two lists could interleave and pair a position with another frame's crop
+        self._cut_crops: list[tuple[int, np.ndarray]] = []
         self._boxes: dict[int, Box] = {}
         self._used: dict[int, str] = {}
 
@@ -187,8 +195,9 @@ class CropCollector:
         if found is not None:
             self._boxes[position], self._used[position] = found
         if crop is not None:
-            self._positions.append(position)
-            self._crops.append(crop)
+            self._cut_crops.append((position, crop))
+            if self._on_crop is not None:
+                self._on_crop(position, crop)
 
     def take(self, position: int, rgb: np.ndarray) -> bool:
         if self._executor is None:
@@ -203,10 +212,10 @@ class CropCollector:
         """Every crop, in frame order, once the face work still queued is done (its errors raised here)."""
         while self._pending:
             self._pending.popleft().result()
-        order = sorted(range(len(self._positions)), key=self._positions.__getitem__)
+        cut = sorted(self._cut_crops, key=lambda item: item[0])
         size = self._profile.size
-        stacked = np.stack([self._crops[i] for i in order]) if order else np.zeros((0, size, size, 3), np.uint8)
-        return FaceCrops([self._positions[i] for i in order], stacked, self._boxes, self._used)
+        stacked = np.stack([crop for _, crop in cut]) if cut else np.zeros((0, size, size, 3), np.uint8)
+        return FaceCrops([position for position, _ in cut], stacked, self._boxes, self._used)
 
     def cancel(self) -> None:
         """An analysis that failed while decoding: drop face work not yet started."""

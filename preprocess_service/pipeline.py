@@ -1,19 +1,35 @@
-"""analyze(path) → Analysis: decode → crops → one backbone pass → temporal head → verdicts.
+"""analyze(path) → Analysis: decode → crops → backbone (beside the decoding) → temporal head → verdicts.
 
 CPU stages (decode, face detection, crops) run in a bounded thread pool so the event loop stays
-free. Per video there is exactly one backbone call over its distinct crops; the ``sequence``
-verdict is the temporal head over the whole sequence, the per-frame scores the same head over each
-frame alone (one batched call of one-frame sequences, as the original scored frames), and the
-``original`` verdict is read off those. The two head calls run concurrently.
+free. The backbone sees each distinct crop once. With ``DEEPFAKE_OVERLAP_CHUNK`` = K > 0 (the
+default) it starts on a video's first crops while later frames are still decoded and cut: as soon
+as K new crops are waiting, one call takes all of them, and once the front (decoding and faces)
+is done the crops not sent yet go in one last call, so a request costs about max(front, model)
+rather than front + model. K = 0 is the sequential path: one call over all crops after decoding.
+Features are per crop, so the answers are the same either way (tests/test_overlap.py). The
+``sequence`` verdict is the temporal head over the whole sequence, once every feature is in; the
+per-frame scores the same head over each frame alone (one batched call of one-frame sequences, as
+the original scored frames), and the ``original`` verdict is read off those. The two head calls
+run concurrently.
+
+``Analysis.timings`` (the answer's ``stage_times_sec``): ``decode`` (decoding, with the faces found
+meanwhile; a wait for a free decode worker included), ``faces`` (face work left once decoding
+ended), ``inference`` (model time left once the front ended: all of it when sequential),
+``total`` (the request's wall time, = decode + faces + inference), ``front`` (= decode + faces)
+and ``model`` (the backbone calls' and the head's own time, wherever they fell): with the overlap,
+``total`` < ``front`` + ``model``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from model_contract.identity import ModelInfo, Rule
 from preprocess_service import tracing
@@ -57,6 +73,73 @@ class DecodedVideo:
     started: float  # perf_counter when the worker began (a request may first wait for a free one)
     decode_s: float  # decoding, with the faces found meanwhile
     faces_s: float  # the face work left once decoding ended
+
+
+class Backbone:
+    """One analysis's backbone calls, started on its crops as they are cut (``offer``, from any
+    thread) while later frames still decode, K (``chunk``) new crops at a time; ``features`` then
+    sends what is left, once the front is done, and gives every row in ``FaceCrops.positions``
+    order. Calls run one after another: with one engine (DEEPFAKE_INFERENCE_THREADS=1, every core on
+    a call) more at once would only queue, and a call takes every crop waiting when it starts.
+    ``close`` (always, in a ``finally``) cancels a call in flight and waits for it: no task outlives
+    the analysis."""
+
+    def __init__(self, backend: InferenceBackend, chunk: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._backend, self._chunk, self._loop = backend, chunk, loop
+        self._waiting: list[tuple[int, np.ndarray]] = []  # cut, not sent yet (on the loop only)
+        self._features: dict[int, np.ndarray] = {}  # position -> its feature row
+        self._wake = asyncio.Event()
+        self._front_done = self._closed = False
+        self.calls: list[tuple[float, float, int]] = []  # (start, end) perf_counter and crops, per call
+        self._task = loop.create_task(self._run(), name="backbone chunks")
+
+    def offer(self, position: int, crop: np.ndarray) -> None:
+        """A crop just cut, on a face-pool thread (CropCollector's ``on_crop``): handed to the loop."""
+        if not self._closed:
+            try:
+                self._loop.call_soon_threadsafe(self._take, position, crop)
+            except RuntimeError:  # the loop is closed: the analysis is gone, and so is its answer
+                pass
+
+    def _take(self, position: int, crop: np.ndarray) -> None:
+        if not (self._closed or self._front_done):  # after the front, ``features`` sends the rest itself
+            self._waiting.append((position, crop))
+            if len(self._waiting) >= self._chunk:
+                self._wake.set()
+
+    async def _call(self, positions: list[int], crops: np.ndarray) -> None:
+        started = time.perf_counter()
+        rows = await self._backend.features(crops)
+        self.calls.append((started, time.perf_counter(), len(positions)))
+        self._features.update(zip(positions, rows, strict=True))
+
+    async def _run(self) -> None:
+        while not self._front_done:
+            await self._wake.wait()
+            self._wake.clear()
+            while not self._front_done and len(self._waiting) >= self._chunk:
+                batch, self._waiting = self._waiting, []
+                await self._call([position for position, _ in batch], np.stack([crop for _, crop in batch]))
+
+    async def features(self, faces: FaceCrops) -> np.ndarray:
+        """Once the front is done: the call in flight finished (its error raised here), the crops not
+        sent yet in one last call (taken from ``faces``, so none can be missed), ``[n, D]`` in order."""
+        self._front_done = True
+        self._wake.set()
+        await self._task
+        rest = [row for row, position in enumerate(faces.positions) if position not in self._features]
+        if rest:
+            await self._call([faces.positions[row] for row in rest], faces.crops[rest])
+        return np.stack([self._features[position] for position in faces.positions])
+
+    async def close(self) -> None:
+        self._closed = True
+        self._waiting.clear()
+        if not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task])  # waits for it; a cancellation of the caller still raises
+        if not self._task.cancelled():
+            self._task.exception()  # retrieved: an error already raised, or one the analysis's own replaced
 
 
 class Analyzer:
@@ -106,16 +189,22 @@ class Analyzer:
                     f"the model takes sequences of at most {model.max_time} frames but "
                     f"DEEPFAKE_NUM_FRAMES is {self._settings.num_frames}"
                 )
-            self._model = model
+            served = self._settings.served_plan
+            self._model = replace(model, plan=model.plan or served.plan, plan_reason=served.reason)
         return self._model
 
-    def _read_and_crop(self, path: Path, model: ModelInfo) -> DecodedVideo:
+    def _read_and_crop(
+        self, path: Path, model: ModelInfo, on_crop: Callable[[int, np.ndarray], None] | None = None
+    ) -> DecodedVideo:
         """Decode and cut in one pass: each frame goes to the face pool as soon as it is decoded (faces
         are found while the next frames decode) and is dropped unless it will be shown (artifacts), so
-        memory per analysis is its crops and at most a few frames."""
+        memory per analysis is its crops and at most a few frames. ``on_crop`` gets each crop as it
+        is cut (``Backbone.offer``)."""
         s = self._settings
         shown = (lambda indices: set(display_indices(indices, s.display_frames))) if s.artifacts else None
-        collector = CropCollector(self._detector, model.preprocessing, keep_positions=shown, executor=self._face_pool)
+        collector = CropCollector(
+            self._detector, model.preprocessing, keep_positions=shown, executor=self._face_pool, on_crop=on_crop
+        )
         budget = DecodeBudget(s.max_video_pixels, s.max_decoded_frames, s.max_decode_s)
         started = time.perf_counter()
         try:
@@ -131,14 +220,26 @@ class Analyzer:
         model = await self.model_info()
         loop = asyncio.get_running_loop()
         started, started_ns = time.perf_counter(), time.time_ns()
-        decoded = await loop.run_in_executor(self._pool, self._read_and_crop, path, model)
-        video, faces, face_seconds = decoded.video, decoded.faces, decoded.faces_s
-        if not faces.positions:
-            raise NoFaceDetected(f"no face was found in any of the {len(video.frames)} sampled frames")
-        found = time.perf_counter()
-
-        features = await self._backend.features(faces.crops)  # one pass over distinct crops
-        featured = time.perf_counter()
+        chunk = self._settings.backbone_chunk
+        backbone = Backbone(self._backend, chunk, loop) if chunk > 0 else None
+        try:
+            decoded = await loop.run_in_executor(
+                self._pool, self._read_and_crop, path, model, backbone.offer if backbone else None
+            )
+            video, faces, face_seconds = decoded.video, decoded.faces, decoded.faces_s
+            if not faces.positions:
+                raise NoFaceDetected(f"no face was found in any of the {len(video.frames)} sampled frames")
+            found = time.perf_counter()
+            if backbone is None:  # sequential: one pass over distinct crops
+                features = await self._backend.features(faces.crops)
+                calls = [(found, time.perf_counter(), len(faces.positions))]
+            else:
+                features = await backbone.features(faces)
+                calls = backbone.calls
+        finally:
+            if backbone is not None:
+                await backbone.close()
+        head_started = time.perf_counter()
         row_of = {position: row for row, position in enumerate(faces.positions)}
         sequence = [row_of[i] for i in video.sample_indices if i in row_of]  # repeats kept, as the seed fed them
         video_probabilities, frame_probabilities = await asyncio.gather(
@@ -156,8 +257,10 @@ class Analyzer:
         timings = {
             "decode": found - started - face_seconds,  # decoding, with the faces found meanwhile
             "faces": face_seconds,
-            "inference": inferred - found,
+            "inference": inferred - found,  # the model time left once the front was done
             "total": inferred - started,
+            "front": found - started,
+            "model": sum(end - start for start, end, _ in calls) + (inferred - head_started),
         }
         for stage, seconds in timings.items():
             self._metrics.stage_seconds.labels(stage).observe(seconds)
@@ -170,8 +273,16 @@ class Analyzer:
             tracing.stage("queued", started_ns, at(decoded.started))
         tracing.stage("decode", at(decoded.started), at(decoding_ended), frames=len(video.sample_indices))
         tracing.stage("faces", at(decoding_ended), at(found), faces=len(faces.positions))
-        tracing.stage("backbone", at(found), at(featured), batch=len(faces.positions), backend=self._backend.name)
-        tracing.stage("head", at(featured), at(inferred), backend=self._backend.name)
-        self._metrics.backbone_batch.observe(len(faces.positions))
+        tracing.stage(  # from the first call's start to the last one's end: beside decode and faces when overlapped
+            "backbone",
+            at(calls[0][0]),
+            at(calls[-1][1]),
+            batch=len(faces.positions),
+            calls=len(calls),
+            backend=self._backend.name,
+        )
+        tracing.stage("head", at(head_started), at(inferred), backend=self._backend.name)
+        for _, _, size in calls:
+            self._metrics.backbone_batch.observe(size)
         display = display_indices(video.sample_indices, self._settings.display_frames)
         return Analysis(video, faces, frames, verdicts, self._settings.verdict, timings, model, display)

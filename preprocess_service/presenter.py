@@ -48,6 +48,8 @@ def model_block(model: ModelInfo) -> ModelInfoModel:
         untrained_demo=model.untrained_demo,
         backend=model.backend,
         precision=model.precision,
+        plan=model.plan or model.precision,
+        plan_reason=model.plan_reason,
         runtime=model.runtime,
         checkpoint_sha256=model.checkpoint_sha256,
         architecture=model.architecture,

@@ -34,10 +34,17 @@ class FrameRow(BaseModel):
 
 
 class StageTimes(BaseModel):
-    decode: float
-    faces: float
-    inference: float
-    total: float
+    """Seconds. decode + faces + inference = total; with the backbone beside the decoding
+    (DEEPFAKE_OVERLAP_CHUNK), total < front + model."""
+
+    decode: float = Field(description="decoding, with the faces found meanwhile (a wait for a worker included)")
+    faces: float = Field(description="face work left once decoding ended")
+    inference: float = Field(description="model time left once decoding and faces were done")
+    total: float = Field(description="the analysis, end to end")
+    front: float | None = Field(None, description="decode + faces (null in answers stored before it existed)")
+    model: float | None = Field(
+        None, description="backbone calls and temporal head, wherever they fell (null in answers stored before)"
+    )
 
 
 class PreprocessingModel(BaseModel):
@@ -54,6 +61,10 @@ class ModelInfoModel(BaseModel):
     untrained_demo: bool = Field(description="true: random demo weights, the verdict means nothing")
     backend: str
     precision: str = Field(description="the backbone's arithmetic: fp32, bf16 or int8 (checked at export)")
+    plan: str = Field(
+        "", description="the precision plan served, e.g. int8-mixed (2 of 19 blocks at fp32) (precision_plans.json)"
+    )
+    plan_reason: str = Field("", description="why this plan: DEEPFAKE_PRECISION, or what auto measured and chose")
     runtime: str = Field(description="the engine that runs the models, as it reports itself")
     checkpoint_sha256: str
     architecture: dict[str, str] = Field(

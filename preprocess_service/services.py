@@ -71,6 +71,7 @@ class Services:
         for warning in deprecated_names_in(os.environ):
             log.warning(warning)
         async with AsyncExitStack() as stack:
+            log.info("backbone precision: %s", settings.served_plan.reason)
             backend = backend or make_backend(settings)
             stack.push_async_callback(backend.close)
             detector = FaceDetector(
@@ -80,6 +81,13 @@ class Services:
                 settings.face_haar_max_side,
             )
             stack.callback(detector.close)
+            # Both pools take DEEPFAKE_CPU_THREADS (default 2), a number the deployment states rather than
+            # one read off the machine: in a pod, os.cpu_count() and sched_getaffinity see the node's cores,
+            # not the CPU quota (the manifests give 2 CPUs and set 2). Per analysis, one decode thread and
+            # up to 4 frames queued for faces (CropCollector), so at most cpu_threads analyses decode at once
+            # (the others wait: the trace's "queued" span) and their face work shares cpu_threads threads.
+            # The backbone runs beside them (DEEPFAKE_OVERLAP_CHUNK) on its own engine threads (embedded) or
+            # on Triton; on a CPU box both draw on the same cores (docs/benchmarks.md).
             pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="decode")
             stack.callback(pool.shutdown, wait=True)
             face_pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="faces")

@@ -51,6 +51,7 @@ def model_key(model: ModelInfo, settings: Settings) -> str | None:
         "architecture": model.architecture,
         "preprocessing": model.preprocessing.describe(),
         "precision": model.precision,
+        "plan": model.plan,  # a mixed int8 plan answers differently from the whole-int8 one
         "runtime": model.runtime,
         "thresholds": model.thresholds,
         "max_time": model.max_time,

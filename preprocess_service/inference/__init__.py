@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from model_contract import backbone_model_name
 from preprocess_service.inference.base import InferenceBackend
 from preprocess_service.settings import Settings
 
@@ -10,14 +11,15 @@ def make_backend(settings: Settings) -> InferenceBackend:
     if settings.backend == "embedded":
         from preprocess_service.inference.embedded import EmbeddedBackend
 
+        served = settings.served_plan
         return EmbeddedBackend(
             settings.model_repository,
-            settings.backbone_model_name,
+            settings.backbone_model or backbone_model_name(served.precision),
             settings.temporal_model,
             settings.inference_threads,
             settings.ort_memory_arena,
-            settings.runtime,
-            settings.precision,
+            served.runtime,
+            served.precision,
         )
     from preprocess_service.inference.grpc_channel import channel_options
     from preprocess_service.inference.triton import TritonBackend
