@@ -42,7 +42,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--url", help="a running service (http://host:port); default: start one here")
     parser.add_argument("--api-key", help="X-API-Key for a service that needs one")
     parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
-    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), help="backbone precision (in-process)")
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "int8"), help="backbone precision (in-process; default auto)"
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="videos in flight at once")
     parser.add_argument(
         "--jobs",

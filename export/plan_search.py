@@ -14,7 +14,6 @@ is removed so that no stale model outlives the table.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import tempfile
 import time
@@ -28,7 +27,6 @@ import onnx
 from export.calibration import CalibrationSet
 from export.checkpoint import LoadedModel
 from export.mixed_int8 import quantized_blocks, revert_to_fp32
-from export.onnx_export import atomic_path
 from export.precision import DEFAULT_MAX_DELTA, Features, _save_with_metadata, check_precision, features_runner
 from model_contract import PRECISION, TEMPORAL_INPUT, TEMPORAL_OUTPUTS
 from model_contract.precision_plans import PRECISION_PLAN, PlanRow, PlanTable
@@ -178,6 +176,18 @@ class PlanSearch:
             self.model.max_time,
         )
         delta = {(row.runtime, row.scope): row.max_abs_diff for row in checked}
+        on_calibration = check_precision(  # what picks the candidate; the held-out rows only gate it
+            candidate.plan,
+            runners,
+            self.reference,
+            self.temporal,
+            self.calibration.calibration,
+            self.bound,
+            self.model.max_time,
+        )
+        calibration_delta = {runtime: 0.0 for runtime in runners}
+        for row in on_calibration:
+            calibration_delta[row.runtime] = max(calibration_delta[row.runtime], row.max_abs_diff)
         return [
             PlanRow(
                 plan=candidate.plan,
@@ -189,14 +199,19 @@ class PlanSearch:
                 bound=self.bound,
                 kept=candidate.kept,
                 blocks=candidate.blocks,
+                calibration_delta=calibration_delta[runtime],
             )
             for runtime, run in runners.items()
         ]
 
 
+Publish = Callable[[str, Path, PlanRow], None]  # slot precision, the model file to publish, its fastest row
+
+
 def search_plans(
     model: LoadedModel,
-    repository_paths: dict[str, Path],
+    slots: tuple[str, ...],
+    publish: Publish,
     fp32_backbone: Path,
     temporal_path: Path,
     calibration: CalibrationSet,
@@ -204,63 +219,59 @@ def search_plans(
     progress: Progress = lambda message: None,
     quantize: Quantize | None = None,
     runtimes: tuple[str, ...] | None = None,
-) -> tuple[PlanTable, dict[str, Path]]:
-    """Measure every plan; publish per slot (``repository_paths``: precision → final model file).
-    Returns the table and the slots published (precision → final path); the others were removed."""
+) -> PlanTable:
+    """Measure every plan; per slot, pick the fastest candidate within the bound on the calibration
+    videos on every runtime, and publish it (``publish``) only if it is within the bound on the
+    held-out videos on every runtime too. The held-out videos never choose between candidates."""
     from export.precision import write_int8
 
     with tempfile.TemporaryDirectory(prefix="deepfake-plans-") as folder:
         search = PlanSearch(model, fp32_backbone, temporal_path, calibration, Path(folder), bound, runtimes, progress)
-        candidates = search.candidates(quantize or write_int8)
-        rows: list[PlanRow] = []
-        by_row: dict[int, Candidate] = {}
-        for candidate in candidates:
+        measured: list[tuple[Candidate, list[PlanRow]]] = []
+        for candidate in search.candidates(quantize or write_int8):
             progress(f"measuring {candidate.plan}{f' ({len(candidate.kept)} kept)' if candidate.kept else ''} …")
-            for row in search.measure(candidate):
-                by_row[len(rows)] = candidate
-                rows.append(row)
-        published: dict[str, Path] = {}
-        for precision, final in repository_paths.items():
-            passing = [i for i, row in enumerate(rows) if row.precision == precision and row.ok]
-            best = max(passing, key=lambda i: rows[i].faces_per_s, default=None)
-            if best is None:
-                _remove_slot(final)
-                continue
-            winner = by_row[best]
-            with atomic_path(final) as temporary:
-                shutil.copyfile(winner.path, temporary)
-            published[precision] = final
-            rows = [
-                replace(row, published=True) if by_row[i] is winner and row.ok else row for i, row in enumerate(rows)
+            measured.append((candidate, search.measure(candidate)))
+        published: set[int] = {i for i, (candidate, _) in enumerate(measured) if candidate.precision == "fp32"}
+        for precision in slots:
+            eligible = [
+                i
+                for i, (candidate, rows) in enumerate(measured)
+                if candidate.precision == precision and all(row.calibration_delta <= bound for row in rows)
             ]
-    rows = [replace(row, published=True) if row.plan == "fp32" else row for row in rows]
+            best = max(eligible, key=lambda i: max(row.faces_per_s for row in measured[i][1]), default=None)
+            if best is None:
+                progress(f"{precision}: no plan within {bound:g} on the calibration videos: not published")
+                continue
+            candidate, rows = measured[best]
+            if not all(row.ok for row in rows):
+                progress(f"{precision}: {rows[0].describe()} moves P(FAKE) beyond {bound:g} on held-out videos")
+                continue
+            publish(precision, candidate.path, max(rows, key=lambda row: row.faces_per_s))
+            published.add(best)
+    rows = [
+        replace(row, published=True) if i in published else row
+        for i, (_, candidate_rows) in enumerate(measured)
+        for row in candidate_rows
+    ]
     servable = [row for row in rows if row.published and row.ok]
     chosen = max(servable, key=lambda row: row.faces_per_s, default=None)
     from preprocess_service.machine import machine_facts
 
-    table = PlanTable(rows, chosen, list(calibration.held_out_names), machine_facts())
-    return table, published
-
-
-def _remove_slot(final: Path) -> None:
-    """A model slot auto did not publish goes, so a stale model cannot be served by name."""
-    model_folder = final.parent.parent
-    if model_folder.is_dir():
-        shutil.rmtree(model_folder)
+    return PlanTable(rows, chosen, list(calibration.held_out_names), machine_facts())
 
 
 def format_plans(table: PlanTable) -> str:
     fp32 = table.fp32_faces_per_s() or 1.0
     header = (
-        f"{'plan':<40} {'runtime':<12} {'faces/s':>8} {'vs fp32':>8} {'max|ΔP| frame':>14} {'video':>8}"
-        "  within  published"
+        f"{'plan':<40} {'runtime':<12} {'faces/s':>8} {'vs fp32':>8} {'calibration':>11} {'held-out frame':>14}"
+        f" {'video':>8}  within  published"
     )
     lines = [header, "-" * len(header)]
     for row in table.rows:
         lines.append(
             f"{row.describe():<40} {row.runtime:<12} {row.faces_per_s:>8.1f} {row.faces_per_s / fp32:>7.2f}x"
-            f" {row.max_delta_frame:>14.4f} {row.max_delta_video:>8.4f}  {'yes' if row.ok else 'NO':<6}"
-            f"  {'yes' if row.published else ''}"
+            f" {row.calibration_delta:>11.4f} {row.max_delta_frame:>14.4f} {row.max_delta_video:>8.4f}"
+            f"  {'yes' if row.ok else 'NO':<6}  {'yes' if row.published else ''}"
         )
     if table.chosen is None or table.chosen.plan == "fp32":
         lines.append(

@@ -6,6 +6,7 @@ place, so a failed export never replaces a good model and a live Triton never re
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -20,7 +21,7 @@ from export.plan_search import Quantize, search_plans
 from export.precision import DEFAULT_MAX_DELTA, PrecisionRow, export_precisions
 from export.triton_config import ONNX, TORCHSCRIPT, Platform, backbone_config, temporal_config, write_configs
 from model_contract import BACKBONE_MODEL, LABELS, LABELS_FILE, TEMPORAL_MODEL, backbone_model_name
-from model_contract.precision_plans import PlanTable, write_plans
+from model_contract.precision_plans import PlanRow, PlanTable, write_plans
 
 REDUCED = ("bf16", "int8")  # the backbone slots beside fp32 (deepfake_backbone_<precision>)
 
@@ -141,11 +142,34 @@ def export_auto(
     runtimes: tuple[str, ...] | None = None,
 ) -> PlanTable:
     """``--precision auto``: every plan measured, the fastest within the bound per slot published
-    with its configs, the table written to ``precision_plans.json`` for the service's auto."""
-    slots = {precision: model_file(repository, backbone_model_name(precision), ONNX, version) for precision in REDUCED}
-    table, published = search_plans(
+    with its configs, the table written to ``precision_plans.json`` for the service's auto.
+
+    The reduced slots go first (they belong to the checkpoint the fp32 export just replaced); each
+    published slot is built whole in a hidden folder beside it (model and configs) and renamed into
+    place, so a live Triton and a failed search see a slot complete or absent, never half."""
+    for precision in REDUCED:
+        _remove_folder(repository / backbone_model_name(precision))
+
+    def publish(precision: str, source: Path, row: PlanRow) -> None:
+        name = backbone_model_name(precision)
+        staging = repository / f".{name}.partial"
+        _remove_folder(staging)
+        try:
+            model_path = model_file(staging, name, ONNX, version)
+            staging_slot = model_path.parent.parent
+            model_path.parent.mkdir(parents=True)
+            shutil.copyfile(source, model_path)
+            plan = row.describe() if not row.kept else f"{row.describe()}: {', '.join(row.kept)}"
+            write_configs(staging_slot, partial(_precision_config, model, precision, plan=plan))
+            staging_slot.chmod(0o755)
+            staging_slot.rename(repository / name)
+        finally:
+            _remove_folder(staging)
+
+    table = search_plans(
         model,
-        slots,
+        REDUCED,
+        publish,
         model_file(repository, BACKBONE_MODEL, ONNX, version),
         model_file(repository, TEMPORAL_MODEL, ONNX, version),
         calibration,
@@ -154,13 +178,13 @@ def export_auto(
         quantize,
         runtimes,
     )
-    for precision in published:
-        row = next(row for row in table.rows if row.published and row.precision == precision)
-        plan = row.describe() if not row.kept else f"{row.describe()}: {', '.join(row.kept)}"
-        configs = partial(_precision_config, model, precision, plan=plan)
-        write_configs(repository / backbone_model_name(precision), configs)
     write_plans(repository, table)
     return table
+
+
+def _remove_folder(folder: Path) -> None:
+    if folder.is_dir():
+        shutil.rmtree(folder)
 
 
 def _step(progress: Progress, what: str, action: Callable):

@@ -33,6 +33,7 @@ class PlanRow:
     kept: tuple[str, ...] = ()  # mixed plans: the blocks kept at fp32 (scope names in the ONNX graph)
     blocks: int = 0  # mixed plans: the quantised blocks there are
     published: bool = False  # its model file is the one in the repository
+    calibration_delta: float = 0.0  # max |ΔP(FAKE)| per frame or video on the calibration videos: what chose it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kept", tuple(self.kept))  # a list when read back from JSON
@@ -79,17 +80,28 @@ def read_plans(repository: Path) -> PlanTable | None:
         return None
     try:
         payload = json.loads(path.read_text())
-        if payload.get("format") != FORMAT:
-            raise ValueError(f"format {payload.get('format')!r}, not {FORMAT}")
-        rows = [PlanRow(**row) for row in payload["rows"]]
-        chosen = PlanRow(**payload["chosen"]) if payload.get("chosen") else None
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ValueError(f"not format {FORMAT}")
+        rows = [_checked(PlanRow(**row)) for row in payload["rows"]]
+        chosen = _checked(PlanRow(**payload["chosen"])) if payload.get("chosen") else None
+        table = PlanTable(rows, chosen, [str(name) for name in payload["held_out"]], dict(payload["machine"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path}: not a precision plan table ({error}): re-export with --precision auto") from error
-    return PlanTable(rows, chosen, list(payload.get("held_out", [])), dict(payload.get("machine", {})))
+    return table
+
+
+def _checked(row: PlanRow) -> PlanRow:
+    """A row a service can act on: a known slot and runtime, numbers where numbers go."""
+    if row.precision not in ("fp32", "bf16", "int8") or row.runtime not in ("onnxruntime", "openvino"):
+        raise ValueError(f"unknown precision or runtime in {row.plan!r}")
+    for value in (row.faces_per_s, row.max_delta_frame, row.max_delta_video, row.bound):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValueError(f"not a number: {value!r}")
+    return row
 
 
 def servable(table: PlanTable, runtimes: set[str]) -> PlanRow | None:
-    """The fastest published plan within the bound on one of ``runtimes``; None: serve fp32."""
+    """The fastest published plan within the bound on one of ``runtimes`` (fp32 included: it may be
+    the fastest, on the runtime of its row); None when no row names one of ``runtimes``."""
     candidates = [row for row in table.rows if row.ok and row.published and row.runtime in runtimes]
-    best = max(candidates, key=lambda row: row.faces_per_s, default=None)
-    return None if best is None or best.plan == "fp32" else best
+    return max(candidates, key=lambda row: row.faces_per_s, default=None)

@@ -36,29 +36,39 @@ def installed_runtimes() -> set[str]:
     return found
 
 
-def choose_plan(precision: str, runtime: str, backend: str, repository: Path) -> ServedPlan:
+def choose_plan(
+    precision: str, runtime: str, backend: str, repository: Path, backbone_model: str | None = None
+) -> ServedPlan:
     if precision != "auto":
         return ServedPlan(precision, runtime, precision, f"DEEPFAKE_PRECISION={precision}")
     fp32 = lambda why: ServedPlan("fp32", runtime, "fp32", f"auto: fp32, {why}")  # noqa: E731
+    if backbone_model:
+        return fp32(f"DEEPFAKE_BACKBONE_MODEL={backbone_model} names the backbone")
+    if backend != "embedded":
+        # The table lies beside the models Triton loads, not on this pod's disk, and what a slot runs on
+        # there (ONNX Runtime, OpenVINO, TensorRT) is Triton's configuration: name the slot explicitly.
+        return fp32(f"with {backend}, set DEEPFAKE_PRECISION to the slot Triton serves (auto reads embedded plans)")
     try:
         table = read_plans(repository)
     except ValueError as error:
         return fp32(f"the plan table is unreadable ({error})")
     if table is None:
         return fp32(f"no {PLANS_FILE} in {repository} (deepfake-export --precision auto measures and writes it)")
-    if backend == "embedded":
-        runtimes = installed_runtimes() if runtime == "auto" else {runtime}
-    else:
-        runtimes = {row.runtime for row in table.rows}  # Triton has both engines; it runs the file it is given
-    if backend == "embedded" and not BF16_INSTRUCTIONS & set(machine_facts()["instruction_sets"]):
-        table.rows[:] = [row for row in table.rows if row.precision != "bf16"]
+    runtimes = installed_runtimes() if runtime == "auto" else {runtime}
+    if not BF16_INSTRUCTIONS & set(machine_facts()["instruction_sets"]):
+        table.rows[:] = [row for row in table.rows if row.precision != "bf16"]  # emulated: slower than fp32
     row = servable(table, runtimes)
     if row is None:
-        return fp32(
-            f"no published plan faster than fp32 kept |ΔP(FAKE)| within the bound on {', '.join(sorted(runtimes))}"
-            f" (held-out videos: {', '.join(table.held_out)})"
-        )
+        return fp32(f"the plan table names no plan on {', '.join(sorted(runtimes))}")
     chosen_runtime = row.runtime if runtime == "auto" else runtime
+    if row.precision == "fp32":
+        return ServedPlan(
+            "fp32",
+            chosen_runtime,
+            "fp32",
+            f"auto: fp32 on {row.runtime}, no published plan faster on {', '.join(sorted(runtimes))} kept"
+            f" |ΔP(FAKE)| within {row.bound:g} (held-out videos: {', '.join(table.held_out)})",
+        )
     return ServedPlan(row.precision, chosen_runtime, row.describe(), _reason(row, table.fp32_faces_per_s(), table))
 
 

@@ -18,6 +18,7 @@ from pydantic_settings import (
 
 from model_contract import backbone_model_name
 from model_contract.identity import Rule
+from model_contract.precision_plans import PLANS_FILE
 from preprocess_service.face_model import DEFAULT_PATH as DEFAULT_FACE_MODEL
 from preprocess_service.precision_choice import ServedPlan, choose_plan
 
@@ -315,8 +316,12 @@ class Settings(BaseSettings):
 
     @property
     def served_plan(self) -> ServedPlan:
-        """The precision really served: ``auto`` resolved against the repository's plan table."""
-        return choose_plan(self.precision, self.runtime, self.backend, self.model_repository)
+        """The precision really served: ``auto`` resolved against the repository's plan table, once per
+        version of that file, so the backend, the start-up log and every answer name the same plan."""
+        table = self.model_repository / PLANS_FILE
+        version = table.stat().st_mtime_ns if table.is_file() else 0
+        key = (self.precision, self.runtime, self.backend, self.model_repository, self.backbone_model)
+        return _served_plan(*key, version)
 
     @property
     def backbone_model_name(self) -> str:
@@ -338,3 +343,11 @@ def deprecated_names_in(environment: Mapping[str, str]) -> list[str]:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+@lru_cache(maxsize=32)
+def _served_plan(
+    precision: str, runtime: str, backend: str, repository: Path, backbone_model: str | None, version: int
+) -> ServedPlan:
+    del version  # only part of the key: a re-exported table is read afresh
+    return choose_plan(precision, runtime, backend, repository, backbone_model)

@@ -7,6 +7,7 @@ and plan tables written and read back.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,8 @@ def test_servable_is_the_fastest_published_row_within_the_bound_on_a_runtime_the
     assert servable(plans, {"onnxruntime", "openvino"}) == bf16
     assert servable(plans, {"onnxruntime"}) == mixed_ort
     slow = row("int8-mixed", "int8", "onnxruntime", 20.0, 0.006, published=True)
-    assert servable(table(FP32, slow), {"onnxruntime"}) is None  # fp32 is faster: serve fp32
+    assert servable(table(FP32, slow), {"onnxruntime"}) == FP32  # fp32 is faster: serve fp32
+    assert servable(table(FP32, slow), {"openvino"}) is None
 
 
 def test_choose_plan_says_why(tmp_path: Path) -> None:
@@ -71,8 +73,31 @@ def test_choose_plan_says_why(tmp_path: Path) -> None:
     assert "3.00x fp32's faces/s" in chosen.reason and "held.mp4" in chosen.reason and "test CPU" in chosen.reason
     only_openvino = choose_plan("auto", "openvino", "embedded", tmp_path)
     assert only_openvino.precision == "fp32" and "openvino" in only_openvino.reason
-    (tmp_path / PLANS_FILE).write_text("not json")
-    assert "unreadable" in choose_plan("auto", "auto", "embedded", tmp_path).reason
+    assert "set DEEPFAKE_PRECISION" in choose_plan("auto", "auto", "triton-grpc", tmp_path).reason
+    assert choose_plan("auto", "auto", "embedded", tmp_path, backbone_model="mine").precision == "fp32"
+    fp32_openvino = replace(FP32, runtime="openvino", faces_per_s=200.0)
+    write_plans(tmp_path, table(FP32, mixed, fp32_openvino))
+    fastest_fp32 = choose_plan("auto", "auto", "embedded", tmp_path)
+    assert (fastest_fp32.precision, fastest_fp32.runtime) == ("fp32", "openvino")  # on the runtime measured
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "null",
+        "[]",
+        '{"format": 1, "rows": [], "held_out": 5, "machine": {}}',
+        '{"format": 1, "held_out": [], "machine": {}, "rows": [{"plan": "x", "precision": "fp8",'
+        ' "runtime": "onnxruntime", "faces_per_s": 1, "max_delta_frame": 0, "max_delta_video": 0, "bound": 0.01}]}',
+        '{"format": 1, "held_out": [], "machine": {}, "rows": [{"plan": "x", "precision": "int8",'
+        ' "runtime": "onnxruntime", "faces_per_s": "1", "max_delta_frame": 0, "max_delta_video": 0, "bound": 0.01}]}',
+    ],
+)
+def test_a_corrupted_table_means_fp32_and_says_so(tmp_path: Path, text: str) -> None:
+    (tmp_path / PLANS_FILE).write_text(text)
+    chosen = choose_plan("auto", "auto", "embedded", tmp_path)
+    assert chosen.precision == "fp32" and "unreadable" in chosen.reason
 
 
 def _two_block_models() -> tuple[onnx.ModelProto, onnx.ModelProto]:
