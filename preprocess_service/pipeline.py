@@ -2,11 +2,12 @@
 
 CPU stages (decode, face detection, crops) run in a bounded thread pool so the event loop stays
 free. The backbone sees each distinct crop once. With ``DEEPFAKE_OVERLAP_CHUNK`` = K > 0 (the
-default with Triton, where the model does not share this CPU) it starts on a video's first crops while later frames are still decoded and cut: as soon
-as K new crops are waiting, one call takes all of them, and once the front (decoding and faces)
-is done the crops not sent yet go in one last call, so a request costs about max(front, model)
-rather than front + model. K = 0 (the default embedded, where ONNX Runtime already uses every core)
-is the sequential path: one call over all crops after decoding.
+default with Triton, where the model does not share this CPU) it starts on a video's first crops
+while later frames are still decoded and cut: as soon as K new crops are waiting, one call takes
+all of them, and once the front (decoding and faces) is done the crops not sent yet go in one last
+call, so a request costs about max(front, model) rather than front + model. K = 0 (the default
+embedded, where ONNX Runtime already uses every core) is the sequential path: one call over all
+crops after decoding.
 Features are per crop, so the answers are the same either way (tests/test_overlap.py). The
 ``sequence`` verdict is the temporal head over the whole sequence, once every feature is in; the
 per-frame scores the same head over each frame alone (one batched call of one-frame sequences, as
