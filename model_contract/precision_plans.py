@@ -86,7 +86,8 @@ def read_plans(repository: Path) -> PlanTable | None:
         chosen = _checked(PlanRow(**payload["chosen"])) if payload.get("chosen") else None
         table = PlanTable(rows, chosen, [str(name) for name in payload["held_out"]], dict(payload["machine"]))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise ValueError(f"{path}: not a precision plan table ({error}): re-export with --precision auto") from error
+        why = f"{path.name}: not a precision plan table ({error}): re-export with --precision auto"
+        raise ValueError(why) from error
     return table
 
 

@@ -53,7 +53,7 @@ def choose_plan(
     except ValueError as error:
         return fp32(f"the plan table is unreadable ({error})")
     if table is None:
-        return fp32(f"no {PLANS_FILE} in {repository} (deepfake-export --precision auto measures and writes it)")
+        return fp32(f"no {PLANS_FILE} in the model repository (deepfake-export --precision auto writes it)")
     runtimes = installed_runtimes() if runtime == "auto" else {runtime}
     if not BF16_INSTRUCTIONS & set(machine_facts()["instruction_sets"]):
         table.rows[:] = [row for row in table.rows if row.precision != "bf16"]  # emulated: slower than fp32
