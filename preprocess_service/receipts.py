@@ -1,8 +1,8 @@
 """Signed analysis receipts: what this service said about which file, checkable offline.
 
 Every answer carries a compact JWS (RS256, signed with the integrity key, ``kid`` its key id) over
-the file's SHA-256 and size, the model's identity (checkpoint hash, precision, preprocessing, demo
-flag), both verdicts with their thresholds, a digest of every per-frame score, and the time. With
+the file's SHA-256 and size, the model's identity (checkpoint hash, precision and plan, preprocessing,
+demo flag), both verdicts with their thresholds, a digest of every per-frame score, and the time. With
 the public key (``GET /integrity/public-keys``) anyone can check it without this service: a changed
 byte in the file, a changed score or another key fails it. ``POST /integrity/verify-receipt`` and
 ``deepfake-client receipt verify`` do the same checks.
@@ -39,6 +39,7 @@ def receipt_claims(analysis: Analysis, sha256: str, size: int, issued_at: dateti
             "checkpoint_sha256": model.checkpoint_sha256,
             "family": model.family,
             "precision": model.precision,
+            "plan": model.plan,  # int8-mixed keeps some blocks at fp32: the precision alone does not say which
             "preprocessing": model.preprocessing.name,
             "untrained_demo": model.untrained_demo,
         },

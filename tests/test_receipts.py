@@ -62,6 +62,7 @@ def test_a_receipt_verifies_offline_and_says_what_the_answer_said(answered):
     assert claims["frames_digest"] == frames_digest([(f["frame_index"], f["p_fake"]) for f in answer["frames"]])
     assert claims["model"]["checkpoint_sha256"] == answer["model"]["checkpoint_sha256"]
     assert claims["model"]["precision"] == "fp32" and claims["model"]["untrained_demo"] is True
+    assert claims["model"]["plan"] == answer["model"]["plan"] != ""  # which blocks ran at which precision
 
 
 def test_the_service_verifies_its_receipt_for_the_same_file(service, answered):
