@@ -169,3 +169,32 @@ def test_one_block_put_back_leaves_the_other_at_int8() -> None:
     assert not np.allclose(_run(half, x), _run(fp32, x)) and not np.allclose(_run(half, x), _run(int8, x))
     with pytest.raises(ValueError, match="not quantised blocks"):
         revert_to_fp32(int8, fp32, {"/trunk/nowhere"})
+
+
+def test_a_bias_the_exporter_shares_through_identity_is_put_back_exactly() -> None:
+    """torch.onnx shares equal tensors (zero biases) between layers through Identity nodes: the Conv's
+    bias input is then an Identity's output, not an initializer, and must still be found and copied once."""
+    fp32, int8 = _two_block_models()
+    second_conv = fp32.graph.node[2]
+    second_conv.input[2] = "b0_shared"
+    fp32.graph.node.insert(0, helper.make_node("Identity", ["b0"], ["b0_shared"], name="/shared/Identity"))
+    x = np.random.default_rng(3).normal(size=(1, 4, 8, 8)).astype(np.float32)
+    restored = revert_to_fp32(int8, fp32, set(BLOCKS))
+    np.testing.assert_array_equal(_run(restored, x), _run(fp32, x))
+    names = [tensor.name for tensor in restored.graph.initializer]
+    assert names.count("b0.fp32") == 1 and len(names) == len(set(names))
+
+
+def test_auto_never_serves_bf16_where_the_processor_has_no_bf16_instructions(tmp_path: Path, monkeypatch) -> None:
+    """Without AVX-512 BF16 or AMX, OpenVINO emulates bf16, slower than fp32. This machine has AVX-512 BF16,
+    so a processor without it is stood in for by replacing machine_facts' answer (the only mock here)."""
+    bf16 = row("bf16", "bf16", "openvino", 60.0, 0.004, published=True)
+    write_plans(tmp_path, table(FP32, bf16))
+    assert choose_plan("auto", "auto", "embedded", tmp_path).precision == "bf16"
+    import preprocess_service.precision_choice as precision_choice
+
+    monkeypatch.setattr(
+        precision_choice, "machine_facts", lambda: {"processor": "old CPU", "instruction_sets": ["avx2", "avx512f"]}
+    )
+    chosen = choose_plan("auto", "auto", "embedded", tmp_path)
+    assert (chosen.precision, chosen.runtime) == ("fp32", "onnxruntime")
