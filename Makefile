@@ -12,7 +12,7 @@ IMAGE  ?= localhost/deepfake-service:0.1.0
 COVERAGE_ALL  ?= 90
 COVERAGE_FAST ?= 60
 
-.PHONY: image image-test setup model serve test test-fast lint checkov registry triton bench-model bench-e2e bench-precisions bench-plans bench-auto bench-gpu bench-triton bench-fidelity bench-history bench-load bench-queues bench-jobs kubectl chromium postgres redis clean
+.PHONY: image image-test setup model serve test test-fast lint checkov registry triton bench-model bench-e2e bench-precisions bench-plans bench-auto bench-gpu bench-triton bench-front bench-fidelity bench-history bench-load bench-queues bench-jobs kubectl chromium postgres redis clean
 LINTED := export preprocess_service model_contract evaluation deepfake_client testing tests benchmarks deploy
 
 setup: $(STAMP)
@@ -127,6 +127,10 @@ bench-gpu:
 
 bench-triton: model
 	bash benchmarks/triton_perf.sh $(REPO)
+
+# Decode and faces per seed video; the Haar fallback against its exact banded search (docs/benchmarks.md)
+bench-front: setup
+	$(BIN)/python benchmarks/front.py
 
 bench-fidelity: setup
 	$(BIN)/python benchmarks/fidelity.py
