@@ -12,7 +12,7 @@ IMAGE  ?= localhost/deepfake-service:0.1.0
 COVERAGE_ALL  ?= 90
 COVERAGE_FAST ?= 60
 
-.PHONY: image image-test setup model serve test test-fast lint checkov registry triton bench-model bench-e2e bench-precisions bench-plans bench-auto bench-gpu bench-triton bench-front bench-fidelity bench-history bench-load bench-queues bench-jobs kubectl chromium postgres redis clean
+.PHONY: image image-test setup model serve test test-fast lint checkov registry triton bench-model bench-e2e bench-precisions bench-plans bench-mixed-bf16 bench-auto bench-gpu bench-triton bench-front bench-fidelity bench-history bench-load bench-queues bench-jobs kubectl chromium postgres redis clean
 LINTED := export preprocess_service model_contract evaluation deepfake_client testing tests benchmarks deploy
 
 setup: $(STAMP)
@@ -116,6 +116,10 @@ bench-precisions: setup
 # deepfake-export --precision auto's plan tables, sensitive and demo model (docs/export.md)
 bench-plans: setup
 	$(BIN)/python benchmarks/plans.py
+
+# bf16 with the most sensitive residual blocks kept at fp32 (IR-marked), sensitive model (benchmarks/mixed_bf16.py)
+bench-mixed-bf16: setup
+	$(BIN)/python benchmarks/mixed_bf16.py
 
 # The original's way, fp32 and the auto plan end to end on the seed videos (docs/benchmarks.md)
 bench-auto: setup
