@@ -27,7 +27,14 @@ import onnx
 from export.calibration import CalibrationSet
 from export.checkpoint import LoadedModel
 from export.mixed_int8 import quantized_blocks, revert_to_fp32
-from export.precision import DEFAULT_MAX_DELTA, Features, _save_with_metadata, check_precision, features_runner
+from export.precision import (
+    DEFAULT_MAX_DELTA,
+    Features,
+    PrecisionRow,
+    _save_with_metadata,
+    check_precision,
+    features_runner,
+)
 from model_contract import PRECISION, TEMPORAL_INPUT, TEMPORAL_OUTPUTS
 from model_contract.precision_plans import PRECISION_PLAN, PlanRow, PlanTable
 
@@ -118,19 +125,17 @@ class PlanSearch:
     def _calibration_error(self, run: Features, crops: list[np.ndarray], reference: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([np.abs(self.frame_p_fake(run(c)) - r) for c, r in zip(crops, reference, strict=True)])
 
-    def calibration_worst(self, path: Path) -> float:
+    def _runners(self, path: Path, precision: str, runtimes: tuple[str, ...]) -> dict[str, Features]:
+        return {runtime: features_runner(path, runtime, precision) for runtime in runtimes}
+
+    def _check(self, plan: str, runners: dict[str, Features], videos: list[np.ndarray]) -> list[PrecisionRow]:
+        """check_precision's rows (per runtime, per frame and per video) for ``videos`` against fp32."""
+        return check_precision(plan, runners, self.reference, self.temporal, videos, self.bound, self.model.max_time)
+
+    def calibration_worst(self, path: Path, precision: str = "int8") -> float:
         """Max |ΔP(FAKE)| per frame or per video on the calibration videos, over every runtime: the
         rule that picks candidates (measure() applies it again to every candidate)."""
-        runners = {runtime: features_runner(path, runtime, "int8") for runtime in self.runtimes}
-        rows = check_precision(
-            "int8",
-            runners,
-            self.reference,
-            self.temporal,
-            self.calibration.calibration,
-            self.bound,
-            self.model.max_time,
-        )
+        rows = self._check(precision, self._runners(path, precision, self.runtimes), self.calibration.calibration)
         return max(row.max_abs_diff for row in rows)
 
     def mixed_candidates(self, int8_path: Path) -> list[Candidate]:
@@ -173,28 +178,11 @@ class PlanSearch:
 
     # ----- measurement
     def measure(self, candidate: Candidate) -> list[PlanRow]:
-        runners = {
-            runtime: features_runner(candidate.path, runtime, candidate.precision) for runtime in candidate.runtimes
-        }
-        checked = check_precision(
-            candidate.plan,
-            runners,
-            self.reference,
-            self.temporal,
-            self.calibration.held_out,
-            self.bound,
-            self.model.max_time,
-        )
+        runners = self._runners(candidate.path, candidate.precision, candidate.runtimes)
+        checked = self._check(candidate.plan, runners, self.calibration.held_out)
         delta = {(row.runtime, row.scope): row.max_abs_diff for row in checked}
-        on_calibration = check_precision(  # what picks the candidate; the held-out rows only gate it
-            candidate.plan,
-            runners,
-            self.reference,
-            self.temporal,
-            self.calibration.calibration,
-            self.bound,
-            self.model.max_time,
-        )
+        # what picks the candidate; the held-out rows only gate it
+        on_calibration = self._check(candidate.plan, runners, self.calibration.calibration)
         calibration_delta = {runtime: 0.0 for runtime in runners}
         for row in on_calibration:
             calibration_delta[row.runtime] = max(calibration_delta[row.runtime], row.max_abs_diff)

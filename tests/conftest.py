@@ -66,6 +66,19 @@ def seed_videos() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def sensitive(seed_videos, tmp_path_factory: pytest.TempPathFactory):
+    """The sensitive test model (testing/sensitive_model.py, residual branches at 0.2, centred on frames),
+    its checkpoint and its calibration split: made once for the precision tests (tests/test_precision.py,
+    tests/test_precision_plans.py), which only read them."""
+    from export.calibration import calibration_set
+    from testing.sensitive_model import save_checkpoint, sensitive_model
+
+    model = sensitive_model(seed_videos, residual_scale=0.2)
+    checkpoint = save_checkpoint(model, tmp_path_factory.mktemp("sensitive") / "checkpoint.pth")
+    return model, checkpoint, calibration_set(SEED_VIDEOS, model.preprocessing)
+
+
+@pytest.fixture(scope="session")
 def triton(demo_repository):
     """A real tritonserver 2.51 (CPU config) serving the demo export unchanged.
 

@@ -22,11 +22,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from export.__main__ import EXIT_BAD_CHECKPOINT, EXIT_PARITY, main
-from export.calibration import calibration_set
 from export.precision import DEFAULT_MAX_DELTA, check_precision, features_runner, write_int8
 from preprocess_service.inference.runtimes import open_model
 from preprocess_service.settings import Settings
-from testing.sensitive_model import save_checkpoint, sensitive_model
 from testing.server import post_file, running_service
 
 SEED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "seed_videos"
@@ -91,15 +89,6 @@ def test_reduced_precision_needs_real_calibration_videos(tmp_path, capsys):
     assert code == EXIT_BAD_CHECKPOINT
     assert "at least 2 are needed" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # refused before anything was exported
-
-
-@pytest.fixture(scope="module")
-def sensitive(seed_videos, module_folder):
-    """A checkpoint whose per-frame P(FAKE) varies, exported at fp32, with its calibration split."""
-    model = sensitive_model(seed_videos, residual_scale=0.2)
-    folder = module_folder("sensitive")
-    checkpoint = save_checkpoint(model, folder / "checkpoint.pth")
-    return model, checkpoint, calibration_set(SEED_VIDEOS, model.preprocessing)
 
 
 def test_int8_beyond_the_bound_on_a_varying_model_is_refused_and_not_published(sensitive, tmp_path, capsys):

@@ -19,7 +19,6 @@ import onnx.numpy_helper
 import pytest
 
 from export.__main__ import main
-from export.calibration import calibration_set
 from export.mixed_int8 import block_of
 from export.plan_search import format_plans
 from export.precision import DEFAULT_MAX_DELTA, check_precision, features_runner, write_int8
@@ -27,19 +26,11 @@ from export.repository import export_auto
 from model_contract.precision_plans import read_plans, write_plans
 from preprocess_service.inference.runtimes import open_model
 from preprocess_service.settings import Settings
-from testing.sensitive_model import save_checkpoint, sensitive_model
 from testing.server import post_file, running_service
 
 SEED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "seed_videos"
 BROKEN_BLOCK = "/trunk/trunk.6/trunk.6.2"
 LOOSE_BOUND = 0.5  # honest int8 moves this model's P(FAKE) by ~0.1-0.3 per frame: it passes this bound
-
-
-@pytest.fixture(scope="module")
-def sensitive(seed_videos, module_folder):
-    model = sensitive_model(seed_videos, residual_scale=0.2)
-    checkpoint = save_checkpoint(model, module_folder("sensitive") / "checkpoint.pth")
-    return model, checkpoint, calibration_set(SEED_VIDEOS, model.preprocessing)
 
 
 def held_out_deltas(repository: Path, precision: str, runtime: str, model, calibration) -> float:
