@@ -34,9 +34,11 @@ wait_ready() {  # wait_ready NAME HTTP_PORT
   done
   tail -40 "$OUT/tritonserver-$1.log"; exit 1
 }
+# one after the other: each launcher prepares the shared Triton backends folder, and a second one
+# starting meanwhile found the Python stub missing and failed to load its models
 start on "$REPOSITORY" 18000 18001 18002
-start off "$VARIANT" 18100 18101 18102
 wait_ready on 18000
+start off "$VARIANT" 18100 18101 18102
 wait_ready off 18100
 
 for model in deepfake_backbone deepfake_temporal; do

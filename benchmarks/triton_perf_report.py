@@ -9,17 +9,29 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
+
+
+def _config(path: Path) -> Any:
+    """A config.pbtxt read as Triton reads it (the protobuf text format, comments and all)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
 def variant(repository: Path, target: Path) -> None:
     """A copy of the repository whose configs have no dynamic_batching block (model files linked)."""
+    from google.protobuf import text_format
+
     for source in repository.rglob("*"):
         destination = target / source.relative_to(repository)
         if source.is_dir():
             destination.mkdir(parents=True, exist_ok=True)
         elif source.suffix == ".pbtxt":
-            text = re.sub(r"dynamic_batching \{[^}]*\}\n", "", source.read_text())
-            destination.write_text(text)
+            config = _config(source)
+            config.ClearField("dynamic_batching")
+            destination.write_text(text_format.MessageToString(config))
         elif source.name.endswith(".partial"):
             continue
         else:
@@ -42,9 +54,9 @@ def environment() -> None:
 
 
 def input_size(repository: Path) -> None:
-    text = (repository / "deepfake_backbone" / "config.pbtxt").read_text()
-    size = re.search(r'name: "faces" data_type: TYPE_UINT8 dims: \[ (\d+), (\d+), 3 \]', text)
-    print(f"{size.group(1)},{size.group(2)}")
+    """The backbone's crop side, as perf_analyzer's --shape wants it (\"S,S\")."""
+    faces = next(tensor for tensor in _config(repository / "deepfake_backbone" / "config.pbtxt").input)
+    print(f"{faces.dims[0]},{faces.dims[1]}")
 
 
 def summarise(folder: Path) -> None:
@@ -79,7 +91,10 @@ def summarise(folder: Path) -> None:
             f"| {r['model']} | {r['protocol']} | {r['concurrency']} | {base or 0:.1f} | {r['infer_per_s']:.1f}"
             f" | {gain} | {r['p95_ms']:.1f} |"
         )
-    (folder / "summary.json").write_text(json.dumps({"benchmark": "triton_perf", "rows": rows}, indent=2) + "\n")
+    from benchmarks.machine import machine_facts
+
+    summary = {"benchmark": "triton_perf", "machine": machine_facts(), "rows": rows}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (folder / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

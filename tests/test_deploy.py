@@ -368,6 +368,21 @@ def test_perf_job_uses_the_benchmark_parameters():
     assert "--shape faces:180,180,3" in job and 'CONCURRENCY:-"1 2 4 8"' in script and "--concurrency-range 1:8" in job
 
 
+def test_the_perf_benchmark_reads_the_exported_configs(demo_repository, tmp_path, capsys):
+    """benchmarks/triton_perf.sh takes the crop side and the batching-off variant from the export's
+    config.pbtxt files; a reader tied to one layout of the text broke make bench-triton unnoticed."""
+    from benchmarks import triton_perf_report
+
+    triton_perf_report.input_size(demo_repository)
+    assert capsys.readouterr().out.strip() == "180,180"
+    triton_perf_report.variant(demo_repository, tmp_path / "off")
+    originals = sorted(demo_repository.rglob("*.pbtxt"))
+    assert any("dynamic_batching" in config.read_text() for config in originals)
+    for config in originals:
+        copy = tmp_path / "off" / config.relative_to(demo_repository)
+        assert "dynamic_batching" not in copy.read_text() and "max_batch_size" in copy.read_text()
+
+
 def test_dockerfiles_pass_hadolint():
     hadolint = shutil.which("hadolint") or str(Path(__import__("sys").executable).parent / "hadolint")
     result = subprocess.run(
