@@ -82,7 +82,7 @@ def measure(video: Path, detector: faces.FaceDetector, rounds: int, max_side: in
         mediapipe_ms.append(mediapipe_s * 1000)
         full_ms.append(best["full"] * 1000)
         pruned_ms.append(best["pruned"] * 1000)
-        if mediapipe_box is None:  # the service runs Haar on this frame
+        if found is None or found[1] == "haar":  # the service runs Haar on this frame (find's own fallback)
             fallback_full.append(best["full"] * 1000)
             fallback_pruned.append(best["pruned"] * 1000)
     height, width = rgbs[0].shape[:2]

@@ -3,7 +3,7 @@
 The issue asked for the full-frame Haar fallback (40-140 ms a frame) to search only the window sizes
 that can still beat the largest box found so far, giving the same boxes. This is that search;
 benchmarks/front.py times it against the full search on every sampled frame of the seed videos and
-stops on any box that differs. It is 3-5x faster where the face is large, but the service runs Haar
+stops on any box that differs. It is 2.9-3.5x faster where the face is large, but the service runs Haar
 only where MediaPipe found nothing, and on those frames (small faces, or none) the search must go down
 to the smallest windows anyway: there it was no faster (docs/benchmarks.md, "Less work before the
 model"), so preprocess_service/faces.py keeps the plain search.

@@ -26,14 +26,14 @@ def variant(repository: Path, target: Path) -> None:
 
     for source in repository.rglob("*"):
         destination = target / source.relative_to(repository)
+        if any(part.endswith(".partial") for part in source.relative_to(repository).parts):
+            continue  # an export still being written (or abandoned): not a model Triton loads
         if source.is_dir():
             destination.mkdir(parents=True, exist_ok=True)
         elif source.suffix == ".pbtxt":
             config = _config(source)
             config.ClearField("dynamic_batching")
             destination.write_text(text_format.MessageToString(config))
-        elif source.name.endswith(".partial"):
-            continue
         else:
             destination.symlink_to(source.resolve()) if source.suffix == ".onnx" else shutil.copy2(source, destination)
 
@@ -55,7 +55,10 @@ def environment() -> None:
 
 def input_size(repository: Path) -> None:
     """The backbone's crop side, as perf_analyzer's --shape wants it (\"S,S\")."""
-    faces = next(tensor for tensor in _config(repository / "deepfake_backbone" / "config.pbtxt").input)
+    from model_contract import BACKBONE_INPUT
+
+    config = _config(repository / "deepfake_backbone" / "config.pbtxt")
+    faces = next(tensor for tensor in config.input if tensor.name == BACKBONE_INPUT)
     print(f"{faces.dims[0]},{faces.dims[1]}")
 
 

@@ -39,7 +39,8 @@ def receipt_claims(analysis: Analysis, sha256: str, size: int, issued_at: dateti
             "checkpoint_sha256": model.checkpoint_sha256,
             "family": model.family,
             "precision": model.precision,
-            "plan": model.plan,  # int8-mixed keeps some blocks at fp32: the precision alone does not say which
+            # as the answer's model block shows it: int8-mixed keeps some blocks at fp32, which the precision cannot say
+            "plan": model.plan or model.precision,
             "preprocessing": model.preprocessing.name,
             "untrained_demo": model.untrained_demo,
         },

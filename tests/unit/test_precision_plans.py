@@ -186,15 +186,17 @@ def test_a_bias_the_exporter_shares_through_identity_is_put_back_exactly() -> No
 
 
 def test_auto_never_serves_bf16_where_the_processor_has_no_bf16_instructions(tmp_path: Path, monkeypatch) -> None:
-    """Without AVX-512 BF16 or AMX, OpenVINO emulates bf16, slower than fp32. This machine has AVX-512 BF16,
-    so a processor without it is stood in for by replacing machine_facts' answer (the only mock here)."""
-    bf16 = row("bf16", "bf16", "openvino", 60.0, 0.004, published=True)
-    write_plans(tmp_path, table(FP32, bf16))
-    assert choose_plan("auto", "auto", "embedded", tmp_path).precision == "bf16"
+    """Without AVX-512 BF16 or AMX, OpenVINO emulates bf16, slower than fp32. Both processors are stood in
+    for by replacing machine_facts' answer (the only mock here), so the test says the same on any machine."""
     import preprocess_service.precision_choice as precision_choice
 
-    monkeypatch.setattr(
-        precision_choice, "machine_facts", lambda: {"processor": "old CPU", "instruction_sets": ["avx2", "avx512f"]}
-    )
+    bf16 = row("bf16", "bf16", "openvino", 60.0, 0.004, published=True)
+    write_plans(tmp_path, table(FP32, bf16))
+    with_bf16 = {"processor": "new CPU", "instruction_sets": ["avx2", "avx512f", "avx512_bf16"]}
+    monkeypatch.setattr(precision_choice, "machine_facts", lambda: with_bf16)
+    assert choose_plan("auto", "openvino", "embedded", tmp_path).precision == "bf16"
+    without = {"processor": "old CPU", "instruction_sets": ["avx2", "avx512f"]}
+    monkeypatch.setattr(precision_choice, "machine_facts", lambda: without)
+    assert choose_plan("auto", "openvino", "embedded", tmp_path).precision == "fp32"
     chosen = choose_plan("auto", "auto", "embedded", tmp_path)
     assert (chosen.precision, chosen.runtime) == ("fp32", "onnxruntime")
